@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export FUNNEL_WAREHOUSE_PATH ?= $(CURDIR)/warehouse/funnel.duckdb
+export FUNNEL_LANDING_DIR ?= $(CURDIR)/data/sample/extracts
+
+.PHONY: install run test lint ui bench sample docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Install, then run the main job on the embedded sample and print where the results are.
+run: $(STAMP)
+	$(BIN)/python -m orchestration.run
+
+## Install, then run the whole test suite (and the linters).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## The Dagster UI on the same definitions, at http://127.0.0.1:3000
+ui: $(STAMP)
+	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+
+## Rewrite data/README.md from data/contract.yaml.
+docs: $(STAMP)
+	$(BIN)/python -m data.contract --write-docs
+
+## Regenerate the embedded sample (deterministic).
+sample: $(STAMP)
+	rm -rf data/sample/extracts
+	$(BIN)/python -m data.generator --scale 0.02 --seed 7 --layout daily --format mixed \
+		--end-date 2026-11-26 --daily-days 14 --out data/sample
+
+clean:
+	rm -rf warehouse dagster_home/history dagster_home/storage dagster_home/schedules dagster_home/logs

@@ -1,0 +1,225 @@
+"""Cross-table integrity rules over the latest version of every key in `raw`.
+
+Row rules (one row, one file) quarantine at load time. These rules need other tables (does the stage
+exist, was the deal created before its event?), so they run after loading, over all extracts at once:
+the result does not depend on the order partitions were loaded in. Each finding names the table, the
+record key and the rule. `exclude` keeps the row out of the marts (dbt staging anti-joins on it);
+`flag` lets it through, visibly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from data.contract import Contract
+
+
+@dataclass(frozen=True)
+class IntegrityRule:
+    table_name: str
+    rule: str
+    action: str  # exclude | flag
+    reason: str
+    record_keys_sql: str  # SELECT yielding one column, record_key, over the latest_* views
+
+
+RULES: tuple[IntegrityRule, ...] = (
+    IntegrityRule(
+        "deal_stage_history",
+        "unknown_stage",
+        "exclude",
+        "the stage is not in the catalogue of its pipeline",
+        """SELECT e.event_id FROM latest_deal_stage_history e
+           ANTI JOIN latest_stage_catalogue s USING (pipeline_id, stage_id)""",
+    ),
+    IntegrityRule(
+        "deal_stage_history",
+        "deleted_stage_reference",
+        "flag",
+        "the stage was deleted from the catalogue",
+        """SELECT e.event_id FROM latest_deal_stage_history e
+           JOIN latest_stage_catalogue s USING (pipeline_id, stage_id) WHERE s.is_deleted""",
+    ),
+    IntegrityRule(
+        "deal_stage_history",
+        "unknown_deal",
+        "exclude",
+        "the deal is not among the deals",
+        "SELECT e.event_id FROM latest_deal_stage_history e ANTI JOIN latest_deals d USING (deal_id)",
+    ),
+    IntegrityRule(
+        "deal_stage_history",
+        "event_before_deal_created",
+        "exclude",
+        "the event is before the deal was created",
+        """SELECT e.event_id FROM latest_deal_stage_history e JOIN latest_deals d USING (deal_id)
+           WHERE e.changed_at < d.created_at""",
+    ),
+    IntegrityRule(
+        "deal_stage_history",
+        "event_time_tie",
+        "flag",
+        "another event of the deal has the same time and another stage: their order is unknown",
+        """SELECT e.event_id FROM latest_deal_stage_history e
+           JOIN latest_deal_stage_history o
+             ON o.deal_id = e.deal_id AND o.changed_at = e.changed_at AND o.event_id <> e.event_id
+            AND o.stage_id <> e.stage_id""",
+    ),
+    IntegrityRule(
+        "activities",
+        "unknown_deal",
+        "exclude",
+        "the deal is not among the deals",
+        """SELECT a.activity_id FROM latest_activities a WHERE a.deal_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM latest_deals d WHERE d.deal_id = a.deal_id)""",
+    ),
+    IntegrityRule(
+        "deals",
+        "unknown_client",
+        "exclude",
+        "the client is not among the clients",
+        "SELECT d.deal_id FROM latest_deals d ANTI JOIN latest_clients c USING (client_id)",
+    ),
+    IntegrityRule(
+        "deals",
+        "deleted_client_reference",
+        "flag",
+        "the client was deleted in the CRM",
+        "SELECT d.deal_id FROM latest_deals d JOIN latest_clients c USING (client_id) WHERE c.is_deleted",
+    ),
+    IntegrityRule(
+        "deals",
+        "closed_without_history",
+        "flag",
+        "the deal is closed but has no stage events (first seen already closed)",
+        """SELECT d.deal_id FROM latest_deals d WHERE d.status IN ('won', 'lost')
+           AND NOT EXISTS (SELECT 1 FROM latest_deal_stage_history e WHERE e.deal_id = d.deal_id)""",
+    ),
+    IntegrityRule(
+        "deals",
+        "history_gap",
+        "flag",
+        "the deal is closed but its events never enter a matching terminal stage",
+        """SELECT d.deal_id FROM latest_deals d WHERE d.status IN ('won', 'lost')
+           AND EXISTS (SELECT 1 FROM latest_deal_stage_history e WHERE e.deal_id = d.deal_id)
+           AND NOT EXISTS (
+               SELECT 1 FROM latest_deal_stage_history e
+               JOIN latest_stage_catalogue s USING (pipeline_id, stage_id)
+               WHERE e.deal_id = d.deal_id
+                 AND ((d.status = 'won' AND s.is_won) OR (d.status = 'lost' AND s.is_lost)))""",
+    ),
+    IntegrityRule(
+        "stage_catalogue",
+        "probability_percent_scale",
+        "flag",
+        "the pipeline gives probabilities on a 0-100 scale; they are divided by 100",
+        """SELECT concat_ws('|', pipeline_id, stage_id) FROM latest_stage_catalogue
+           WHERE pipeline_id IN (SELECT pipeline_id FROM latest_stage_catalogue
+                                 GROUP BY pipeline_id HAVING max(probability) > 1)""",
+    ),
+    IntegrityRule(
+        "invoices",
+        "unknown_client",
+        "exclude",
+        "the client is not among the clients",
+        "SELECT i.invoice_id FROM latest_invoices i ANTI JOIN latest_clients c USING (client_id)",
+    ),
+    IntegrityRule(
+        "invoices",
+        "unknown_currency",
+        "exclude",
+        "no exchange rate exists for the currency, so the amounts cannot be converted",
+        """SELECT i.invoice_id FROM latest_invoices i
+           WHERE i.currency <> $reporting_currency
+             AND i.currency NOT IN (SELECT DISTINCT currency FROM latest_fx_rates)""",
+    ),
+    IntegrityRule(
+        "deals",
+        "unknown_currency",
+        "flag",
+        "no exchange rate exists for the currency, so the amount cannot be converted",
+        """SELECT d.deal_id FROM latest_deals d
+           WHERE d.currency <> $reporting_currency
+             AND d.currency NOT IN (SELECT DISTINCT currency FROM latest_fx_rates)""",
+    ),
+    IntegrityRule(
+        "invoices",
+        "orphan_credit_note",
+        "flag",
+        "the credit note corrects an invoice that does not exist",
+        """SELECT i.invoice_id FROM latest_invoices i WHERE i.is_credit_note
+           AND NOT EXISTS (SELECT 1 FROM latest_invoices o WHERE o.invoice_id = i.original_invoice_id)""",
+    ),
+    IntegrityRule(
+        "invoices",
+        "duplicate_invoice_number",
+        "exclude",
+        "an earlier invoice already carries this invoice number",
+        """SELECT invoice_id FROM (
+               SELECT invoice_id, row_number() OVER (
+                   PARTITION BY invoice_number ORDER BY issue_date, updated_at, invoice_id) AS nth
+               FROM latest_invoices) WHERE nth > 1""",
+    ),
+    IntegrityRule(
+        "invoice_lines",
+        "unknown_invoice",
+        "exclude",
+        "the invoice is not among the invoices",
+        "SELECT l.invoice_line_id FROM latest_invoice_lines l ANTI JOIN latest_invoices i USING (invoice_id)",
+    ),
+)
+
+
+def create_latest_views(conn: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """Temp views latest_<table>: the newest version of every key (extract date, then version column)."""
+    for table in contract.tables.values():
+        order = ["_extract_date DESC"]
+        if table.version_column:
+            order.append(f'"{table.version_column}" DESC NULLS LAST')
+        order.append("_source_row DESC")
+        keys = ", ".join(f'"{c}"' for c in table.primary_key)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP VIEW latest_{table.name} AS SELECT * FROM raw.{table.name} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
+        )
+
+
+def refresh_integrity_issues(
+    conn: duckdb.DuckDBPyConnection, contract: Contract, detected_at: datetime
+) -> dict[str, int]:
+    """Recompute quality.integrity_issues from scratch; returns the count per `table.rule`."""
+    create_latest_views(conn, contract)
+    counts: dict[str, int] = {}
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM quality.integrity_issues")
+        for rule in RULES:
+            conn.execute(
+                f"""INSERT INTO quality.integrity_issues
+                    SELECT DISTINCT $table_name, record_key, $rule, $action, $reason, $detected_at
+                    FROM ({rule.record_keys_sql}) AS found(record_key)""",
+                {
+                    "table_name": rule.table_name,
+                    "rule": rule.rule,
+                    "action": rule.action,
+                    "reason": rule.reason,
+                    "detected_at": detected_at,
+                    **(
+                        {"reporting_currency": contract.reporting_currency}
+                        if "$reporting_currency" in rule.record_keys_sql
+                        else {}
+                    ),
+                },
+            )
+        rows = conn.execute(
+            "SELECT table_name || '.' || rule, count(*) FROM quality.integrity_issues GROUP BY ALL"
+        ).fetchall()
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    counts.update(dict(sorted(rows)))
+    return counts

@@ -1,0 +1,341 @@
+"""Load one extract table of one extract date into `raw`, sending rows that break the contract to quarantine.
+
+The file is read by DuckDB's own readers; values from the extract never become SQL text (the file path is a
+parameter, CSV columns are addressed by position, and every identifier in the SQL comes from the contract).
+Each load replaces exactly the rows of its extract date, in one transaction: a failure leaves the data
+loaded before intact.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+from data.contract import Column, Table
+
+EXTENSIONS = (".csv", ".parquet")
+
+# Rule names written to quality.quarantine, in the order a row's first broken rule is chosen.
+REASONS = {
+    "malformed_row": "the line could not be parsed",
+    "invalid_value": "the value does not parse as the contract's type",
+    "missing_value": "a value the contract requires is empty",
+    "not_allowed_value": "the value is not one of the contract's allowed values",
+    "out_of_range": "the value is outside the contract's range",
+    "duplicate_row": "an exact copy of an earlier row of the same file",
+    "conflicting_version": "another row of the same file has the same key and version but other values",
+}
+
+
+class ExtractFileError(Exception):
+    """A file that cannot be loaded at all: the partition fails and nothing it held is loaded."""
+
+    def __init__(self, path: Path, message: str, column: str | None = None, row: int | None = None):
+        self.path, self.column, self.row = path, column, row
+        where = str(path)
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """What one load did: rows read, loaded and quarantined (by rule)."""
+
+    table_name: str
+    extract_date: date
+    source_file: str | None
+    status: str  # loaded | no_file (the folder has no file for this table: its rows are cleared)
+    rows_read: int = 0
+    rows_loaded: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+
+def extract_folder(landing_dir: Path, extract_date: date) -> Path:
+    return landing_dir / extract_date.isoformat()
+
+
+def find_extract_file(folder: Path, table_name: str) -> Path | None:
+    found = [folder / f"{table_name}{ext}" for ext in EXTENSIONS if (folder / f"{table_name}{ext}").exists()]
+    if len(found) > 1:
+        raise ExtractFileError(found[0], f"both {found[0].name} and {found[1].name} exist; keep one")
+    return found[0] if found else None
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ExtractFileError(path, f"cannot read the header: {error}") from error
+    if not header:
+        raise ExtractFileError(path, "the file is empty: a CSV extract needs at least a header row")
+    return [name.strip() for name in header]
+
+
+def _check_columns(path: Path, table: Table, file_columns: list[str]) -> tuple[str, ...]:
+    duplicates = {name for name in file_columns if file_columns.count(name) > 1}
+    if duplicates:
+        raise ExtractFileError(path, "the header repeats a column", column=sorted(duplicates)[0])
+    for name in table.required_columns:
+        if name not in file_columns:
+            raise ExtractFileError(
+                path, f"required column missing (contract table {table.name!r})", column=name
+            )
+    return tuple(name for name in file_columns if name not in table.column_names)
+
+
+def _typed_expression(column: Column, source: str) -> str:
+    if column.type == "string":
+        return f"NULLIF(CAST({source} AS VARCHAR), '')"
+    if column.type == "timestamp":
+        # An offset in the text is honoured; without one the value is UTC (the session time zone).
+        return f"CAST(TRY_CAST({source} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    return f"TRY_CAST({source} AS {column.duckdb_type})"
+
+
+def _stage_csv(conn: duckdb.DuckDBPyConnection, path: Path, file_columns: list[str]) -> dict[str, str]:
+    """Read a CSV into temp table _stage (all text) and its unparseable lines into _rejects."""
+    positional = {f"c{i}": "VARCHAR" for i in range(len(file_columns))}
+    conn.execute("DROP TABLE IF EXISTS _rejects")
+    conn.execute("DROP TABLE IF EXISTS _rejects_scan")
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _read AS SELECT * FROM read_csv(?, header = true, auto_detect = false, "
+        "columns = ?, delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
+        "rejects_table = '_rejects', rejects_scan = '_rejects_scan')",
+        [str(path), positional],
+    )
+    # Record numbers: DuckDB skips rejected lines, so accepted rows are numbered around them.
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _stage AS
+        WITH rejected AS (SELECT DISTINCT CAST(line AS BIGINT) - 1 AS record FROM _rejects),
+        all_records AS (
+            SELECT range + 1 AS record
+            FROM range((SELECT count(*) FROM _read) + (SELECT count(*) FROM rejected))
+        ),
+        accepted AS (
+            SELECT record, row_number() OVER (ORDER BY record) - 1 AS read_rowid
+            FROM all_records ANTI JOIN rejected USING (record)
+        )
+        SELECT r.*, a.record AS _source_row
+        FROM (SELECT rowid AS read_rowid, * FROM _read) AS r
+        JOIN accepted AS a USING (read_rowid)
+        """
+    )
+    return {name: f"c{i}" for i, name in enumerate(file_columns)}
+
+
+def _stage_parquet(conn: duckdb.DuckDBPyConnection, path: Path, table: Table) -> tuple[dict[str, str], tuple]:
+    conn.execute("DROP TABLE IF EXISTS _rejects")
+    try:
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _stage AS "
+            "SELECT *, file_row_number + 1 AS _source_row FROM read_parquet(?, file_row_number = true)",
+            [str(path)],
+        )
+    except duckdb.Error as error:
+        raise ExtractFileError(path, f"cannot read the Parquet file: {error}") from error
+    file_columns = [
+        row[0]
+        for row in conn.execute("SELECT column_name FROM (DESCRIBE _stage)").fetchall()
+        if row[0] not in ("file_row_number", "_source_row")
+    ]
+    ignored = _check_columns(path, table, file_columns)
+    # Parquet names are matched to contract names exactly; only contract names are written into SQL.
+    return {name: f'"{name}"' for name in table.column_names if name in file_columns}, ignored
+
+
+def _violation_terms(table: Table, sources: dict[str, str]) -> list[str]:
+    """SQL terms, one per rule and column, each yielding 'rule:column' when the row breaks it."""
+    terms = []
+    for column in table.columns:
+        typed, raw = f'"{column.name}"', f'"__raw_{column.name}"'
+        if column.name in sources and column.type != "string":
+            terms.append(
+                f"CASE WHEN {raw} IS NOT NULL AND {typed} IS NULL THEN 'invalid_value:{column.name}' END"
+            )
+    for column in table.columns:
+        if not column.nullable:
+            typed, raw = f'"{column.name}"', f'"__raw_{column.name}"'
+            terms.append(f"CASE WHEN {raw} IS NULL THEN 'missing_value:{column.name}' END")
+    for column in table.columns:
+        typed = f'"{column.name}"'
+        if column.allowed:
+            values = ", ".join(_sql_string(value) for value in column.allowed)
+            terms.append(f"CASE WHEN {typed} NOT IN ({values}) THEN 'not_allowed_value:{column.name}' END")
+        bounds = []
+        if column.min is not None:
+            bounds.append(f"{typed} < {column.min!r}")
+        if column.max is not None:
+            bounds.append(f"{typed} > {column.max!r}")
+        if bounds:
+            terms.append(f"CASE WHEN {' OR '.join(bounds)} THEN 'out_of_range:{column.name}' END")
+    for rule in table.row_rules:
+        terms.append(f"CASE WHEN coalesce(({rule.when}), false) THEN '{rule.rule}:' END")
+    return terms
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _reason_sql(table: Table) -> str:
+    """A readable reason per first broken rule; row rules carry their own reason from the contract."""
+    reasons = {**REASONS, **{rule.rule: rule.reason for rule in table.row_rules}}
+    cases = " ".join(f"WHEN {_sql_string(rule)} THEN {_sql_string(text)}" for rule, text in reasons.items())
+    return f"CASE rule {cases} END"
+
+
+def load_extract_table(
+    conn: duckdb.DuckDBPyConnection,
+    table: Table,
+    landing_dir: Path,
+    extract_date: date,
+    loaded_at: datetime,
+) -> TableLoad:
+    """Replace the rows of `extract_date` in raw.<table> with the valid rows of its extract file."""
+    folder = extract_folder(landing_dir, extract_date)
+    path = find_extract_file(folder, table.name)
+    source_file = f"{extract_date.isoformat()}/{path.name}" if path else None
+
+    ignored: tuple[str, ...] = ()
+    if path is not None:
+        if path.suffix == ".csv":
+            file_columns = _csv_header(path)
+            ignored = _check_columns(path, table, file_columns)
+            try:
+                sources = _stage_csv(conn, path, file_columns)
+            except duckdb.Error as error:
+                raise ExtractFileError(path, f"cannot read the CSV file: {error}") from error
+            sources = {name: src for name, src in sources.items() if name in table.column_names}
+        else:
+            sources, ignored = _stage_parquet(conn, path, table)
+
+        selects = ["_source_row"]
+        for column in table.columns:
+            if column.name in sources:
+                src = sources[column.name]
+                raw = f"NULLIF({src}, '')" if _is_text(conn, src) else src
+                selects.append(f'{raw} AS "__raw_{column.name}"')
+                selects.append(f'{_typed_expression(column, src)} AS "{column.name}"')
+            else:
+                selects.append(f'NULL AS "__raw_{column.name}"')
+                selects.append(f'CAST(NULL AS {column.duckdb_type}) AS "{column.name}"')
+        conn.execute("CREATE OR REPLACE TEMP TABLE _typed AS SELECT " + ", ".join(selects) + " FROM _stage")
+
+        raw_columns = ", ".join(f'"__raw_{c.name}"' for c in table.columns)
+        terms = _violation_terms(table, sources)
+        conn.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _checked AS
+            WITH intrinsic AS (
+                SELECT *, list_filter([{", ".join(terms)}], lambda v: v IS NOT NULL) AS violations
+                FROM _typed
+            ),
+            with_duplicates AS (
+                SELECT * REPLACE (
+                    CASE WHEN row_number() OVER (PARTITION BY {raw_columns} ORDER BY _source_row) > 1
+                         THEN list_append(violations, 'duplicate_row:') ELSE violations END AS violations
+                )
+                FROM intrinsic
+            )
+            SELECT * FROM with_duplicates
+            """
+        )
+        version_key = [*table.primary_key, *([table.version_column] if table.version_column else [])]
+        partition = ", ".join(f'"{name}"' for name in version_key)
+        conn.execute(
+            f"""
+            UPDATE _checked SET violations = ['conflicting_version:']
+            WHERE _source_row IN (
+                SELECT _source_row FROM (
+                    SELECT _source_row,
+                           row_number() OVER (PARTITION BY {partition} ORDER BY _source_row DESC) AS newest
+                    FROM _checked WHERE len(violations) = 0
+                ) WHERE newest > 1
+            )
+            """
+        )
+
+    column_list = ", ".join(f'"{c.name}"' for c in table.columns)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DELETE FROM raw.{table.name} WHERE _extract_date = ?", [extract_date])
+        conn.execute(
+            "DELETE FROM quality.quarantine WHERE table_name = ? AND extract_date = ?",
+            [table.name, extract_date],
+        )
+        if path is not None:
+            conn.execute(
+                f"INSERT INTO raw.{table.name} ({column_list}, _extract_date, _source_file, _source_row, "
+                f"_loaded_at) SELECT {column_list}, ?, ?, _source_row, ? FROM _checked "
+                "WHERE len(violations) = 0",
+                [extract_date, source_file, loaded_at],
+            )
+            original = ", ".join(f'"{c.name}" := "__raw_{c.name}"' for c in table.columns)
+            conn.execute(
+                f"""
+                INSERT INTO quality.quarantine
+                SELECT ?, ?, ?, _source_row, rule, nullif(column_name, ''), {_reason_sql(table)},
+                       array_to_string(violations, ', '), to_json(struct_pack({original}))::VARCHAR, ?
+                FROM (
+                    SELECT *, split_part(violations[1], ':', 1) AS rule,
+                           split_part(violations[1], ':', 2) AS column_name
+                    FROM _checked WHERE len(violations) > 0
+                )
+                """,
+                [table.name, extract_date, source_file, loaded_at],
+            )
+            if path.suffix == ".csv":
+                conn.execute(
+                    """
+                    INSERT INTO quality.quarantine
+                    SELECT ?, ?, ?, CAST(line AS BIGINT) - 1, 'malformed_row', NULL,
+                           'the line could not be parsed: ' || arg_min(error_message, column_idx),
+                           string_agg(DISTINCT CAST(error_type AS VARCHAR), ', '),
+                           to_json(struct_pack(csv_line := any_value(csv_line)))::VARCHAR, ?
+                    FROM _rejects
+                    GROUP BY line
+                    """,
+                    [table.name, extract_date, source_file, loaded_at],
+                )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+    if path is None:
+        return TableLoad(table.name, extract_date, None, "no_file")
+    counts = conn.execute(
+        "SELECT rule, count(*) FROM quality.quarantine "
+        "WHERE table_name = ? AND extract_date = ? GROUP BY rule",
+        [table.name, extract_date],
+    ).fetchall()
+    quarantined = dict(sorted(counts))
+    rows_loaded = conn.execute("SELECT count(*) FROM _checked WHERE len(violations) = 0").fetchall()[0][0]
+    rows_read = conn.execute("SELECT count(*) FROM _checked").fetchall()[0][0] + quarantined.get(
+        "malformed_row", 0
+    )
+    return TableLoad(
+        table.name, extract_date, source_file, "loaded", rows_read, rows_loaded, quarantined, ignored
+    )
+
+
+def _is_text(conn: duckdb.DuckDBPyConnection, source: str) -> bool:
+    name = source.strip('"')
+    row = conn.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE table_name = '_stage' AND column_name = ?", [name]
+    ).fetchall()
+    return bool(row) and row[0][0] == "VARCHAR"

@@ -1,0 +1,40 @@
+"""The one place that decides the environment: paths and engine limits, from environment variables.
+
+Read when the definitions load (never at import time). Every default runs the embedded sample from a
+clone of the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Environment:
+    warehouse_path: Path
+    landing_dir: Path
+    first_extract_date: date
+    memory_limit: str
+    threads: int
+    temp_directory: Path
+
+
+def environment() -> Environment:
+    warehouse_path = Path(os.environ.get("FUNNEL_WAREHOUSE_PATH", REPO_ROOT / "warehouse" / "funnel.duckdb"))
+    return Environment(
+        warehouse_path=warehouse_path.resolve(),
+        landing_dir=Path(
+            os.environ.get("FUNNEL_LANDING_DIR", REPO_ROOT / "data" / "sample" / "extracts")
+        ).resolve(),
+        first_extract_date=date.fromisoformat(os.environ.get("FUNNEL_FIRST_EXTRACT_DATE", "2026-11-12")),
+        memory_limit=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "4GB"),
+        threads=int(os.environ.get("FUNNEL_DUCKDB_THREADS", "2")),
+        temp_directory=Path(
+            os.environ.get("FUNNEL_DUCKDB_TEMP_DIR", warehouse_path.resolve().parent / "tmp")
+        ).resolve(),
+    )
