@@ -1,6 +1,5 @@
 """Great Expectations suites run as blocking Dagster asset checks on every raw table."""
 
-from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
@@ -57,7 +56,7 @@ def build_contract_check(table: Table, partitions_def: dg.PartitionsDefinition) 
                 "failed": dg.MetadataValue.json(
                     [
                         {
-                            "expectation": o.expectation_type,
+                            "expectation": o.expectation,
                             "columns": o.columns,
                             "severity": o.severity,
                             "unexpected_count": o.unexpected_count,
