@@ -17,73 +17,129 @@ def insert(conn, table: str, rows: list[dict], extract_date: date = DAY) -> None
 
 
 def stage(stage_id, order, won=False, lost=False, probability=0.5, deleted=False, pipeline="software"):
-    return dict(pipeline_id=pipeline, stage_id=stage_id, stage_name=stage_id, stage_order=order, is_won=won,
-                is_lost=lost, probability=probability, sla_days=10, is_deleted=deleted,
-                updated_at="2026-01-01 00:00:00")
+    return dict(
+        pipeline_id=pipeline,
+        stage_id=stage_id,
+        stage_name=stage_id,
+        stage_order=order,
+        is_won=won,
+        is_lost=lost,
+        probability=probability,
+        sla_days=10,
+        is_deleted=deleted,
+        updated_at="2026-01-01 00:00:00",
+    )
 
 
 def deal(deal_id, client_id="C1", status="open", created_at="2026-01-01 00:00:00", currency="EUR"):
-    return dict(deal_id=deal_id, client_id=client_id, business_line="software", owner_id="O1",
-                source_channel="inbound", amount=100, currency=currency, created_at=created_at, status=status,
-                closed_at=None if status == "open" else "2026-03-01 00:00:00", is_deleted=False,
-                updated_at="2026-01-01 00:00:00")
+    return dict(
+        deal_id=deal_id,
+        client_id=client_id,
+        business_line="software",
+        owner_id="O1",
+        source_channel="inbound",
+        amount=100,
+        currency=currency,
+        created_at=created_at,
+        status=status,
+        closed_at=None if status == "open" else "2026-03-01 00:00:00",
+        is_deleted=False,
+        updated_at="2026-01-01 00:00:00",
+    )
 
 
 def event(event_id, deal_id, stage_id, changed_at):
-    return dict(event_id=event_id, deal_id=deal_id, pipeline_id="software", stage_id=stage_id,
-                changed_at=changed_at)
+    return dict(
+        event_id=event_id, deal_id=deal_id, pipeline_id="software", stage_id=stage_id, changed_at=changed_at
+    )
 
 
 def client(client_id, deleted=False):
-    return dict(client_id=client_id, client_name=client_id, industry="retail", segment="smb", use_case="ops",
-                region="eu", is_deleted=deleted, created_at="2025-01-01 00:00:00",
-                updated_at="2025-01-01 00:00:00")
+    return dict(
+        client_id=client_id,
+        client_name=client_id,
+        industry="retail",
+        segment="smb",
+        use_case="ops",
+        region="eu",
+        is_deleted=deleted,
+        created_at="2025-01-01 00:00:00",
+        updated_at="2025-01-01 00:00:00",
+    )
 
 
 def invoice(invoice_id, number, client_id="C1", currency="EUR", credit_of=None, issued="2026-02-01"):
-    return dict(invoice_id=invoice_id, invoice_number=number, client_id=client_id, issue_date=issued,
-                currency=currency, is_credit_note=credit_of is not None, original_invoice_id=credit_of,
-                updated_at="2026-02-01 00:00:00")
+    return dict(
+        invoice_id=invoice_id,
+        invoice_number=number,
+        client_id=client_id,
+        issue_date=issued,
+        currency=currency,
+        is_credit_note=credit_of is not None,
+        original_invoice_id=credit_of,
+        updated_at="2026-02-01 00:00:00",
+    )
 
 
 def findings(conn) -> set[tuple[str, str, str, str]]:
-    return set(conn.execute("SELECT table_name, record_key, rule, action FROM quality.integrity_issues").fetchall())
+    return set(
+        conn.execute("SELECT table_name, record_key, rule, action FROM quality.integrity_issues").fetchall()
+    )
 
 
 def test_cross_table_rules_find_exactly_the_broken_records(conn, contract):
     insert(conn, "clients", [client("C1"), client("C2", deleted=True)])
-    insert(conn, "stage_catalogue", [
-        stage("lead", 1), stage("proposal", 2), stage("demo", 3, deleted=True),
-        stage("won", 4, won=True), stage("lost", 5, lost=True),
-    ])
-    insert(conn, "deals", [
-        deal("D1", status="won"),            # clean: lead -> proposal -> won
-        deal("D2", client_id="C9"),          # unknown client
-        deal("D3", client_id="C2"),          # client deleted in the CRM
-        deal("D4", status="lost"),           # closed, no events at all
-        deal("D5", status="won"),            # closed, but never entered a won stage
-        deal("D6", created_at="2026-02-01 00:00:00"),
-    ])
-    insert(conn, "deal_stage_history", [
-        event("E1", "D1", "lead", "2026-01-01 00:00:00"),
-        event("E2", "D1", "proposal", "2026-01-10 00:00:00"),
-        event("E3", "D1", "won", "2026-02-01 00:00:00"),
-        event("E4", "D5", "lead", "2026-01-02 00:00:00"),
-        event("E5", "D6", "lead", "2026-01-15 00:00:00"),      # before D6 was created
-        event("E6", "D3", "nowhere", "2026-01-02 00:00:00"),   # unknown stage
-        event("E7", "D3", "demo", "2026-01-03 00:00:00"),      # deleted stage
-        event("E8", "D99", "lead", "2026-01-03 00:00:00"),     # unknown deal
-        event("E9", "D2", "lead", "2026-01-05 00:00:00"),      # E9 and E10: same time, other stages
-        event("E10", "D2", "proposal", "2026-01-05 00:00:00"),
-    ])
+    insert(
+        conn,
+        "stage_catalogue",
+        [
+            stage("lead", 1),
+            stage("proposal", 2),
+            stage("demo", 3, deleted=True),
+            stage("won", 4, won=True),
+            stage("lost", 5, lost=True),
+        ],
+    )
+    insert(
+        conn,
+        "deals",
+        [
+            deal("D1", status="won"),  # clean: lead -> proposal -> won
+            deal("D2", client_id="C9"),  # unknown client
+            deal("D3", client_id="C2"),  # client deleted in the CRM
+            deal("D4", status="lost"),  # closed, no events at all
+            deal("D5", status="won"),  # closed, but never entered a won stage
+            deal("D6", created_at="2026-02-01 00:00:00"),
+        ],
+    )
+    insert(
+        conn,
+        "deal_stage_history",
+        [
+            event("E1", "D1", "lead", "2026-01-01 00:00:00"),
+            event("E2", "D1", "proposal", "2026-01-10 00:00:00"),
+            event("E3", "D1", "won", "2026-02-01 00:00:00"),
+            event("E4", "D5", "lead", "2026-01-02 00:00:00"),
+            event("E5", "D6", "lead", "2026-01-15 00:00:00"),  # before D6 was created
+            event("E6", "D3", "nowhere", "2026-01-02 00:00:00"),  # unknown stage
+            event("E7", "D3", "demo", "2026-01-03 00:00:00"),  # deleted stage
+            event("E8", "D99", "lead", "2026-01-03 00:00:00"),  # unknown deal
+            event("E9", "D2", "lead", "2026-01-05 00:00:00"),  # E9 and E10: same time, other stages
+            event("E10", "D2", "proposal", "2026-01-05 00:00:00"),
+        ],
+    )
     insert(conn, "fx_rates", [dict(rate_date="2026-02-01", currency="USD", rate_to_reporting=0.9)])
-    insert(conn, "invoices", [
-        invoice("I1", "2026-001"),
-        invoice("I2", "2026-001", issued="2026-02-05"),        # number already used by I1
-        invoice("I3", "2026-003", currency="CHF"),             # no rate for CHF
-        invoice("I4", "2026-004", credit_of="I404"),           # credits an invoice that does not exist
-        invoice("I5", "2026-005", currency="USD", credit_of="I1"),
-    ])
+    insert(
+        conn,
+        "invoices",
+        [
+            invoice("I1", "2026-001"),
+            invoice("I2", "2026-001", issued="2026-02-05"),  # number already used by I1
+            invoice("I3", "2026-003", currency="CHF"),  # no rate for CHF
+            invoice("I4", "2026-004", credit_of="I404"),  # credits an invoice that does not exist
+            invoice("I5", "2026-005", currency="USD", credit_of="I1"),
+        ],
+    )
 
     counts = refresh_integrity_issues(conn, contract, LOADED_AT)
 
@@ -118,11 +174,15 @@ def test_findings_use_the_latest_version_and_are_recomputed_from_scratch(conn, c
 
 
 def test_a_pipeline_on_a_percent_scale_is_flagged_row_by_row(conn, contract):
-    insert(conn, "stage_catalogue", [
-        stage("lead", 1, probability=10, pipeline="hardware"),
-        stage("won", 2, won=True, probability=100, pipeline="hardware"),
-        stage("lead", 1, probability=0.1),
-    ])
+    insert(
+        conn,
+        "stage_catalogue",
+        [
+            stage("lead", 1, probability=10, pipeline="hardware"),
+            stage("won", 2, won=True, probability=100, pipeline="hardware"),
+            stage("lead", 1, probability=0.1),
+        ],
+    )
     refresh_integrity_issues(conn, contract, LOADED_AT)
     assert findings(conn) == {
         ("stage_catalogue", "hardware|lead", "probability_percent_scale", "flag"),

@@ -48,16 +48,22 @@ def test_each_row_rule_lands_in_quarantine_with_its_row_and_column(tmp_path, con
         (11, "closed_without_close_time", None),
     ]
     assert conn.execute("SELECT deal_id, amount FROM raw.deals ORDER BY deal_id").fetchall() == [
-        ("D1", 1000), ("D8", 200)
+        ("D1", 1000),
+        ("D8", 200),
     ]
     assert (load.rows_read, load.rows_loaded, load.rows_quarantined) == (11, 2, 9)
-    original = json.loads(conn.execute(
-        "SELECT original_values FROM quality.quarantine WHERE rule = 'invalid_value'").fetchall()[0][0])
+    original = json.loads(
+        conn.execute(
+            "SELECT original_values FROM quality.quarantine WHERE rule = 'invalid_value'"
+        ).fetchall()[0][0]
+    )
     assert original["amount"] == "12,5O0"
 
 
 def test_a_line_with_the_wrong_number_of_fields_is_quarantined_as_malformed(tmp_path, conn, contract):
-    path = write_csv(tmp_path / "land" / DAY.isoformat() / "deals.csv", [deal(deal_id="D1"), deal(deal_id="D3")])
+    path = write_csv(
+        tmp_path / "land" / DAY.isoformat() / "deals.csv", [deal(deal_id="D1"), deal(deal_id="D3")]
+    )
     lines = path.read_text().splitlines()
     lines.insert(2, "D2,C1,software,O1")  # the second data row lost most of its fields
     path.write_text("\n".join(lines) + "\n")
@@ -67,7 +73,8 @@ def test_a_line_with_the_wrong_number_of_fields_is_quarantined_as_malformed(tmp_
     assert quarantine(conn) == [(2, "malformed_row", None)]
     # Rows after the broken line keep their own row numbers.
     assert conn.execute("SELECT deal_id, _source_row FROM raw.deals ORDER BY 1").fetchall() == [
-        ("D1", 1), ("D3", 3)
+        ("D1", 1),
+        ("D3", 3),
     ]
 
 
@@ -81,7 +88,9 @@ def test_text_from_an_extract_never_becomes_sql(tmp_path, conn, contract):
 
 
 def test_timestamps_with_an_offset_are_stored_in_utc(tmp_path, conn, contract):
-    write_csv(tmp_path / "land" / DAY.isoformat() / "deals.csv", [deal(created_at="2026-01-02T01:30:00+02:00")])
+    write_csv(
+        tmp_path / "land" / DAY.isoformat() / "deals.csv", [deal(created_at="2026-01-02T01:30:00+02:00")]
+    )
 
     load_extract_table(conn, contract.table("deals"), tmp_path / "land", DAY, LOADED_AT)
 
@@ -91,19 +100,24 @@ def test_timestamps_with_an_offset_are_stored_in_utc(tmp_path, conn, contract):
 def test_reloading_a_partition_replaces_exactly_its_rows(tmp_path, conn, contract):
     land = tmp_path / "land"
     write_csv(land / "2026-11-12" / "deals.csv", [deal(deal_id="D1"), deal(deal_id="D2", currency="")])
-    write_csv(land / "2026-11-13" / "deals.csv", [deal(deal_id="D1", status="lost",
-                                                       closed_at="2026-11-13T09:00:00Z")])
+    write_csv(
+        land / "2026-11-13" / "deals.csv",
+        [deal(deal_id="D1", status="lost", closed_at="2026-11-13T09:00:00Z")],
+    )
     table = contract.table("deals")
     for day in (date(2026, 11, 12), date(2026, 11, 13), date(2026, 11, 12)):
         load_extract_table(conn, table, land, day, LOADED_AT)
 
-    assert conn.execute(
-        "SELECT _extract_date, deal_id, status FROM raw.deals ORDER BY 1"
-    ).fetchall() == [(date(2026, 11, 12), "D1", "open"), (date(2026, 11, 13), "D1", "lost")]
+    assert conn.execute("SELECT _extract_date, deal_id, status FROM raw.deals ORDER BY 1").fetchall() == [
+        (date(2026, 11, 12), "D1", "open"),
+        (date(2026, 11, 13), "D1", "lost"),
+    ]
     assert conn.execute("SELECT count(*) FROM quality.quarantine").fetchall() == [(1,)]
 
 
-def test_a_missing_required_column_fails_naming_file_and_column_and_keeps_loaded_data(tmp_path, conn, contract):
+def test_a_missing_required_column_fails_naming_file_and_column_and_keeps_loaded_data(
+    tmp_path, conn, contract
+):
     land = tmp_path / "land"
     table = contract.table("deals")
     write_csv(land / DAY.isoformat() / "deals.csv", [deal()])
@@ -141,6 +155,7 @@ def test_parquet_extracts_load_like_csv(tmp_path, conn, contract):
     load = load_extract_table(conn, contract.table("fx_rates"), tmp_path / "land", DAY, LOADED_AT)
 
     assert conn.execute("SELECT currency, rate_to_reporting FROM raw.fx_rates ORDER BY 1").fetchall() == [
-        ("GBP", 1.17), ("USD", 0.92)
+        ("GBP", 1.17),
+        ("USD", 0.92),
     ]
     assert load.quarantined == {"out_of_range": 1}

@@ -31,7 +31,8 @@ def build_contract_check(table: Table, partitions_def: dg.PartitionsDefinition) 
         with warehouse.connect() as conn:
             frame = (
                 conn.sql(
-                    f"SELECT * FROM raw.{table.name} WHERE CAST(_extract_date AS VARCHAR) IN (SELECT unnest($keys))",
+                    f"SELECT * FROM raw.{table.name} "
+                    "WHERE CAST(_extract_date AS VARCHAR) IN (SELECT unnest($keys))",
                     params={"keys": keys},
                 )
                 .to_arrow_table()
