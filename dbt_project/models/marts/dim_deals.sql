@@ -1,0 +1,141 @@
+with
+
+deals as (
+
+    select * from {{ ref('stg_crm__deals') }}
+
+),
+
+stages as (
+
+    select * from {{ ref('stg_crm__stages') }}
+
+),
+
+spells as (
+
+    select * from {{ ref('int_deal_stage_spells') }}
+
+),
+
+current_spells as (
+
+    select *
+    from spells
+    where is_open
+
+),
+
+stage_change_counts as (
+
+    select
+        deal_id,
+        cast(count(*) - 1 as bigint) as stage_change_count,
+        cast(sum(case when is_skip then 1 else 0 end) as bigint) as skip_count,
+        cast(sum(case when is_backward_move then 1 else 0 end) as bigint) as backward_move_count,
+        cast(sum(case when is_reopen then 1 else 0 end) as bigint) as reopen_count
+    from spells
+    group by deal_id
+
+),
+
+deals_as_of as (
+
+    select
+        deals.*,
+        {{ as_of_date() }} as as_of_date,
+        current_spells.stage_id as current_stage_id,
+        stages.stage_name as current_stage_name,
+        current_spells.stage_order as current_stage_order,
+        current_spells.entered_at as current_stage_entered_at,
+        stages.sla_days as current_stage_sla_days,
+        stages.win_probability as current_stage_win_probability,
+        -- The event log is the truth; a deal without history keeps the CRM's status.
+        case
+            when current_spells.is_won then 'won'
+            when current_spells.is_lost then 'lost'
+            when current_spells.spell_id is not null then 'open'
+            else deals.crm_status
+        end as status,
+        coalesce(stage_change_counts.stage_change_count, 0) as stage_change_count,
+        coalesce(stage_change_counts.skip_count, 0) as skip_count,
+        coalesce(stage_change_counts.backward_move_count, 0) as backward_move_count,
+        coalesce(stage_change_counts.reopen_count, 0) as reopen_count,
+        current_spells.spell_id is not null as has_stage_history
+    from deals
+    left join current_spells
+        on deals.deal_id = current_spells.deal_id
+    left join stages
+        on
+            current_spells.pipeline_id = stages.pipeline_id
+            and current_spells.stage_id = stages.stage_id
+    left join stage_change_counts
+        on deals.deal_id = stage_change_counts.deal_id
+
+),
+
+deals_closed as (
+
+    select
+        *,
+        case
+            when status in ('won', 'lost') then coalesce(current_stage_entered_at, closed_at)
+        end as closed_in_log_at
+    from deals_as_of
+
+),
+
+final as (
+
+    select
+        deal_id,
+        client_id,
+        business_line,
+        owner_id,
+        source_channel,
+        created_at,
+        expected_close_date,
+        status,
+        crm_status,
+        lost_reason,
+        current_stage_id,
+        current_stage_name,
+        current_stage_order,
+        current_stage_entered_at,
+        case when status = 'won' then closed_in_log_at end as won_at,
+        case when status = 'lost' then closed_in_log_at end as lost_at,
+        as_of_date,
+        {{ dbt.datediff(
+            'cast(created_at as date)',
+            'coalesce(cast(closed_in_log_at as date), as_of_date)',
+            'day'
+        ) }} as age_days,
+        {{ dbt.datediff('cast(current_stage_entered_at as date)', 'as_of_date', 'day') }}
+            as days_in_current_stage,
+        current_stage_sla_days,
+        coalesce(
+            status = 'open'
+            and {{ dbt.datediff('cast(current_stage_entered_at as date)', 'as_of_date', 'day') }}
+            > current_stage_sla_days,
+            false
+        ) as is_sla_breached,
+        amount,
+        currency,
+        fx_rate_to_reporting,
+        amount_reporting,
+        cast(
+            case when status = 'open' then amount_reporting * current_stage_win_probability end
+            as decimal(18, 4)
+        ) as weighted_amount_reporting,
+        stage_change_count,
+        skip_count,
+        backward_move_count,
+        reopen_count,
+        has_stage_history,
+        has_integrity_flag
+
+    from deals_closed
+
+)
+
+select * from final

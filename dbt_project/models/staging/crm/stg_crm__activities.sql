@@ -1,0 +1,43 @@
+with
+
+source as (
+
+    select * from {{ source('crm', 'activities') }}
+
+),
+
+excluded_activities as (
+
+    {{ integrity_issue_keys('activities', 'exclude') }}
+
+),
+
+ranked_versions as (
+
+    select
+        *,
+        {{ latest_version_rank(['activity_id'], 'updated_at') }} as version_rank
+    from source
+
+),
+
+final as (
+
+    select
+        cast(activity_id as varchar) as activity_id,
+        cast(client_id as varchar) as client_id,
+        cast(deal_id as varchar) as deal_id,
+        cast(owner_id as varchar) as owner_id,
+        cast(activity_type as varchar) as activity_type,
+        cast(occurred_at as timestamp) as occurred_at,
+        cast(duration_minutes as bigint) as duration_minutes,
+        cast(updated_at as timestamp) as updated_at
+
+    from ranked_versions
+    where
+        version_rank = 1
+        and activity_id not in (select excluded_activities.record_key from excluded_activities)
+
+)
+
+select * from final

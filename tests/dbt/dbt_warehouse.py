@@ -1,0 +1,75 @@
+"""A throwaway warehouse under tmp and the dbt project run against it with dbtRunner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dbt_raw_extracts
+import duckdb
+import pytest
+from dbt.cli.main import dbtRunner
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+class Warehouse:
+    """One DuckDB file and the dbt runs against it; nothing is written inside the repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "warehouse.duckdb"
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect(str(self.path))
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.connect() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def dbt(self, *args: str, dbt_vars: dict | None = None) -> None:
+        command = [
+            *args,
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(self.root / "target"),
+            "--log-path",
+            str(self.root / "logs"),
+        ]
+        if dbt_vars:
+            command += ["--vars", json.dumps(dbt_vars)]
+        env = {
+            "FUNNEL_WAREHOUSE_PATH": str(self.path),
+            "FUNNEL_DUCKDB_TEMP_DIR": str(self.root / "duckdb_tmp"),
+        }
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            result = dbtRunner().invoke(command)
+        if not result.success:
+            failures = [
+                f"{r.node.unique_id}: {r.status} {r.message}"
+                for r in (result.result or [])
+                if str(r.status) not in ("success", "pass")
+            ]
+            raise AssertionError(f"dbt {' '.join(args)} failed: {result.exception or failures}")
+
+
+def new_warehouse(root: Path, extract_dates: list) -> Warehouse:
+    warehouse = Warehouse(root)
+    with warehouse.connect() as con:
+        dbt_raw_extracts.create_raw_tables(con)
+        dbt_raw_extracts.load_integrity_issues(con)
+        for extract_date in extract_dates:
+            dbt_raw_extracts.load_extract(con, extract_date)
+    return warehouse
