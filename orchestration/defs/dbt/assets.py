@@ -1,7 +1,11 @@
 """The dbt models as Dagster assets: keys and groups come from each node's schema and folder."""
 
 import json
-from collections.abc import Mapping
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from orchestration.defs.dbt.partitions import dbt_vars_for_window
 from orchestration.partitions import WRITER_POOL
+from orchestration.resources import WarehouseResource
 from orchestration.settings import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -28,6 +33,16 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props["fqn"]
         return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
+
+
+def dbt_executable() -> str:
+    """dbt from this interpreter's environment (the venv need not be activated), else from PATH."""
+    beside_python = Path(sys.executable).parent / "dbt"
+    return str(beside_python) if beside_python.exists() else (shutil.which("dbt") or "dbt")
+
+
+def dbt_cli_resource(project: DbtProject) -> DbtCliResource:
+    return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
 
 
 def dbt_project() -> DbtProject:
@@ -51,8 +66,29 @@ def prepared_dbt_project() -> DbtProject:
     """The dbt project with an up-to-date manifest (`dbt parse` when a model changed since the last one)."""
     project = dbt_project()
     if _sources_newer_than(project.manifest_path):
-        project.preparer.prepare(project)
+        dbt_cli_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project
+
+
+@contextmanager
+def dbt_environment(warehouse: WarehouseResource) -> Iterator[None]:
+    """dbt's profile reads the warehouse settings from the environment: hand it the resource's values."""
+    settings = warehouse.settings()
+    values = {
+        "FUNNEL_WAREHOUSE_PATH": str(settings.path),
+        "FUNNEL_DUCKDB_MEMORY_LIMIT": settings.memory_limit,
+        "FUNNEL_DUCKDB_TEMP_DIR": str(settings.resolved_temp_directory()),
+    }
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -64,10 +100,14 @@ def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinitio
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WRITER_POOL,
     )
-    def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    def warehouse_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ):
         """Staging, intermediate and mart models; `dbt build`, so dbt tests report as asset checks."""
         window = context.partition_time_window
         dbt_vars = dbt_vars_for_window(window.start, window.end)
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+        with dbt_environment(warehouse):
+            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        yield from invocation.stream()
 
     return warehouse_dbt_models

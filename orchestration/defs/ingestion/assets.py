@@ -1,6 +1,5 @@
 """Ingestion assets: one per extract table of the contract, plus the cross-table integrity findings."""
 
-
 from collections import Counter
 from datetime import UTC, datetime
 

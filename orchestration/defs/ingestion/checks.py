@@ -1,6 +1,5 @@
 """Great Expectations suites run as blocking Dagster asset checks on every raw table."""
 
-
 import json
 from datetime import UTC, datetime
 
