@@ -26,7 +26,115 @@ class IntegrityRule:
     record_keys_sql: str  # SELECT yielding one column, record_key, over the latest_* views
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A column of one table that names a record of another."""
+
+    table_name: str
+    key_column: str
+    column: str
+    parent_table: str
+    parent_key: str
+    missing_rule: str
+    missing_action: str
+    missing_reason: str
+
+
+def reference_rules(ref: Reference) -> tuple[IntegrityRule, IntegrityRule]:
+    """Two findings per reference, so a cascade is told apart from its cause: the parent never existed
+    (`missing_rule`), or the parent is in quality.quarantine (`quarantined_<parent>_reference`)."""
+    dangling = f"""SELECT c."{ref.key_column}" AS record_key, c."{ref.column}" AS parent_key
+        FROM latest_{ref.table_name} c
+        WHERE c."{ref.column}" IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM latest_{ref.parent_table} p WHERE p."{ref.parent_key}" = c."{ref.column}")"""
+    parent_key_json = f"json_extract_string(original_values, '$.{ref.parent_key}')"
+    # Malformed lines have no parsed key: NULLs are left out, or NOT IN would match nothing.
+    quarantined = f"""SELECT {parent_key_json} FROM quality.quarantine
+        WHERE table_name = '{ref.parent_table}' AND {parent_key_json} IS NOT NULL"""
+    entity = ref.parent_table.removesuffix("s")
+    return (
+        IntegrityRule(
+            ref.table_name,
+            ref.missing_rule,
+            ref.missing_action,
+            ref.missing_reason,
+            f"SELECT record_key FROM ({dangling}) WHERE parent_key NOT IN ({quarantined})",
+        ),
+        IntegrityRule(
+            ref.table_name,
+            f"quarantined_{entity}_reference",
+            ref.missing_action,
+            f"the {entity} it names is in quality.quarantine, not in raw",
+            f"SELECT record_key FROM ({dangling}) WHERE parent_key IN ({quarantined})",
+        ),
+    )
+
+
+REFERENCES = (
+    Reference(
+        "deal_stage_history",
+        "event_id",
+        "deal_id",
+        "deals",
+        "deal_id",
+        "unknown_deal",
+        "exclude",
+        "the deal is not among the deals",
+    ),
+    Reference(
+        "activities",
+        "activity_id",
+        "deal_id",
+        "deals",
+        "deal_id",
+        "unknown_deal",
+        "exclude",
+        "the deal is not among the deals",
+    ),
+    Reference(
+        "deals",
+        "deal_id",
+        "client_id",
+        "clients",
+        "client_id",
+        "unknown_client",
+        "exclude",
+        "the client is not among the clients",
+    ),
+    Reference(
+        "invoices",
+        "invoice_id",
+        "client_id",
+        "clients",
+        "client_id",
+        "unknown_client",
+        "exclude",
+        "the client is not among the clients",
+    ),
+    Reference(
+        "invoices",
+        "invoice_id",
+        "original_invoice_id",
+        "invoices",
+        "invoice_id",
+        "orphan_credit_note",
+        "flag",
+        "the credit note corrects an invoice that does not exist",
+    ),
+    Reference(
+        "invoice_lines",
+        "invoice_line_id",
+        "invoice_id",
+        "invoices",
+        "invoice_id",
+        "unknown_invoice",
+        "exclude",
+        "the invoice is not among the invoices",
+    ),
+)
+
 RULES: tuple[IntegrityRule, ...] = (
+    *(rule for ref in REFERENCES for rule in reference_rules(ref)),
     IntegrityRule(
         "deal_stage_history",
         "unknown_stage",
@@ -45,13 +153,6 @@ RULES: tuple[IntegrityRule, ...] = (
     ),
     IntegrityRule(
         "deal_stage_history",
-        "unknown_deal",
-        "exclude",
-        "the deal is not among the deals",
-        "SELECT e.event_id FROM latest_deal_stage_history e ANTI JOIN latest_deals d USING (deal_id)",
-    ),
-    IntegrityRule(
-        "deal_stage_history",
         "event_before_deal_created",
         "exclude",
         "the event is before the deal was created",
@@ -67,21 +168,6 @@ RULES: tuple[IntegrityRule, ...] = (
            JOIN latest_deal_stage_history o
              ON o.deal_id = e.deal_id AND o.changed_at = e.changed_at AND o.event_id <> e.event_id
             AND o.stage_id <> e.stage_id""",
-    ),
-    IntegrityRule(
-        "activities",
-        "unknown_deal",
-        "exclude",
-        "the deal is not among the deals",
-        """SELECT a.activity_id FROM latest_activities a WHERE a.deal_id IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM latest_deals d WHERE d.deal_id = a.deal_id)""",
-    ),
-    IntegrityRule(
-        "deals",
-        "unknown_client",
-        "exclude",
-        "the client is not among the clients",
-        "SELECT d.deal_id FROM latest_deals d ANTI JOIN latest_clients c USING (client_id)",
     ),
     IntegrityRule(
         "deals",
@@ -122,13 +208,6 @@ RULES: tuple[IntegrityRule, ...] = (
     ),
     IntegrityRule(
         "invoices",
-        "unknown_client",
-        "exclude",
-        "the client is not among the clients",
-        "SELECT i.invoice_id FROM latest_invoices i ANTI JOIN latest_clients c USING (client_id)",
-    ),
-    IntegrityRule(
-        "invoices",
         "unknown_currency",
         "exclude",
         "no exchange rate exists for the currency, so the amounts cannot be converted",
@@ -147,14 +226,6 @@ RULES: tuple[IntegrityRule, ...] = (
     ),
     IntegrityRule(
         "invoices",
-        "orphan_credit_note",
-        "flag",
-        "the credit note corrects an invoice that does not exist",
-        """SELECT i.invoice_id FROM latest_invoices i WHERE i.is_credit_note
-           AND NOT EXISTS (SELECT 1 FROM latest_invoices o WHERE o.invoice_id = i.original_invoice_id)""",
-    ),
-    IntegrityRule(
-        "invoices",
         "duplicate_invoice_number",
         "exclude",
         "an earlier invoice already carries this invoice number",
@@ -162,13 +233,6 @@ RULES: tuple[IntegrityRule, ...] = (
                SELECT invoice_id, row_number() OVER (
                    PARTITION BY invoice_number ORDER BY issue_date, updated_at, invoice_id) AS nth
                FROM latest_invoices) WHERE nth > 1""",
-    ),
-    IntegrityRule(
-        "invoice_lines",
-        "unknown_invoice",
-        "exclude",
-        "the invoice is not among the invoices",
-        "SELECT l.invoice_line_id FROM latest_invoice_lines l ANTI JOIN latest_invoices i USING (invoice_id)",
     ),
 )
 

@@ -188,3 +188,34 @@ def test_a_pipeline_on_a_percent_scale_is_flagged_row_by_row(conn, contract):
         ("stage_catalogue", "hardware|lead", "probability_percent_scale", "flag"),
         ("stage_catalogue", "hardware|won", "probability_percent_scale", "flag"),
     }
+
+
+def test_a_reference_to_a_quarantined_record_is_told_apart_from_an_unknown_one(tmp_path, conn, contract):
+    from ingestion.load import load_extract_table
+    from tests.ingestion.conftest import deal as deal_row
+    from tests.ingestion.conftest import write_csv
+
+    land = tmp_path / "land"
+    path = write_csv(
+        land / DAY.isoformat() / "deals.csv", [deal_row(deal_id="D1"), deal_row(deal_id="D2", currency="")]
+    )
+    path.write_text(path.read_text() + "D3,broken\n")  # a malformed line: quarantined with no parsed key
+    load_extract_table(conn, contract.table("deals"), land, DAY, LOADED_AT)
+    insert(conn, "clients", [client("C1")])
+    insert(
+        conn,
+        "deal_stage_history",
+        [
+            event("E1", "D1", "lead", "2026-01-02 00:00:00"),
+            event("E2", "D2", "lead", "2026-01-02 00:00:00"),  # its deal is in quarantine
+            event("E3", "D404", "lead", "2026-01-02 00:00:00"),  # its deal never existed
+        ],
+    )
+    insert(conn, "stage_catalogue", [stage("lead", 1)])
+
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+
+    assert findings(conn) == {
+        ("deal_stage_history", "E2", "quarantined_deal_reference", "exclude"),
+        ("deal_stage_history", "E3", "unknown_deal", "exclude"),
+    }
