@@ -53,3 +53,15 @@ def conn(tmp_path, contract):
     with connect(DuckDBSettings(tmp_path / "warehouse.duckdb", memory_limit="1GB", threads=1)) as connection:
         ensure_schemas(connection, contract)
         yield connection
+
+
+def load_landing(conn, contract: Contract, landing: Path) -> None:
+    """Load every extract folder of a landing directory, then the integrity rules, as the assets do."""
+    from ingestion.integrity import refresh_integrity_issues
+    from ingestion.load import load_extract_table
+
+    for folder in sorted(p for p in landing.iterdir() if p.is_dir()):
+        extract_date = datetime.strptime(folder.name, "%Y-%m-%d").date()
+        for table in contract.tables.values():
+            load_extract_table(conn, table, landing, extract_date, LOADED_AT)
+    refresh_integrity_issues(conn, contract, LOADED_AT)
