@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 export FUNNEL_WAREHOUSE_PATH ?= $(CURDIR)/warehouse/funnel.duckdb
 export FUNNEL_LANDING_DIR ?= $(CURDIR)/data/sample/extracts
 
-.PHONY: install run test lint ui bench sample docs clean
+.PHONY: install run test lint lint-sql ui bench sample docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: $(STAMP)
 ## Install, then run the whole test suite (and the linters).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory lint-sql
 	$(BIN)/python -m pytest -q
+
+## SQL lint (sqlfluff, dbt templater, DuckDB dialect) against a throwaway database.
+lint-sql: $(STAMP)
+	cd dbt_project && FUNNEL_WAREHOUSE_PATH=$$(mktemp -d)/lint.duckdb ../$(BIN)/sqlfluff lint . --disable-progress-bar
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,7 +31,8 @@ invoice_lines as (
 
 ),
 
-touched_client_months as (
+-- Used only in incremental runs, which the linter does not render.
+touched_client_months as (  -- noqa: ST03
 
     select * from {{ ref('int_client_months_touched') }}
 

@@ -38,7 +38,8 @@ clients as (
 
 ),
 
-touched_deals as (
+-- Used only in incremental runs, which the linter does not render.
+touched_deals as (  -- noqa: ST03
 
     select * from {{ ref('int_deals_touched') }}
 
