@@ -18,7 +18,7 @@ MAIN_JOB = "daily_warehouse"
 def build_definitions(env: Environment) -> dg.Definitions:
     contract = load_contract()
     partitions = daily_extract_partitions(env.first_extract_date)
-    dbt_project = prepared_dbt_project()
+    dbt_project = prepared_dbt_project(env.dbt_target_dir)
     assets = [*build_ingestion_assets(contract, partitions), build_dbt_assets(dbt_project, partitions)]
     checks = build_contract_checks(contract, partitions)
     main_job = dg.define_asset_job(

@@ -22,6 +22,7 @@ class Environment:
     memory_limit: str
     threads: int
     temp_directory: Path
+    dbt_target_dir: Path
 
 
 def environment() -> Environment:
@@ -36,5 +37,8 @@ def environment() -> Environment:
         threads=int(os.environ.get("FUNNEL_DUCKDB_THREADS", "2")),
         temp_directory=Path(
             os.environ.get("FUNNEL_DUCKDB_TEMP_DIR", warehouse_path.resolve().parent / "tmp")
+        ).resolve(),
+        dbt_target_dir=Path(
+            os.environ.get("FUNNEL_DBT_TARGET_DIR", REPO_ROOT / "dbt_project" / "target")
         ).resolve(),
     )

@@ -45,8 +45,8 @@ def dbt_cli_resource(project: DbtProject) -> DbtCliResource:
     return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
 
 
-def dbt_project() -> DbtProject:
-    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+def dbt_project(target_dir: Path) -> DbtProject:
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=target_dir)
 
 
 def _sources_newer_than(manifest: Path) -> bool:
@@ -62,9 +62,9 @@ def _sources_newer_than(manifest: Path) -> bool:
     return False
 
 
-def prepared_dbt_project() -> DbtProject:
+def prepared_dbt_project(target_dir: Path) -> DbtProject:
     """The dbt project with an up-to-date manifest (`dbt parse` when a model changed since the last one)."""
-    project = dbt_project()
+    project = dbt_project(target_dir)
     if _sources_newer_than(project.manifest_path):
         dbt_cli_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project
