@@ -21,12 +21,14 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
-    """Models are keyed [schema, name] (`marts/fct_stage_transitions`), grouped by their top folder;
-    sources keep [source, table], which are the keys of the ingestion assets."""
+    """Models are keyed [schema, name] (`marts/fct_stage_transitions`) and grouped by their top folder;
+    sources are keyed by the relation they read ([schema, table]), which are the ingestion assets' keys."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+            # The relation a source reads, raw.deals: the key of the ingestion asset that writes it.
+            table = dbt_resource_props.get("identifier") or dbt_resource_props["name"]
+            return dg.AssetKey([dbt_resource_props["schema"], table])
         schema = dbt_resource_props.get("config", {}).get("schema") or dbt_resource_props["fqn"][1]
         return dg.AssetKey([schema, dbt_resource_props["name"]])
 
