@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_pipeline_daily'}}}) }}
+
 -- Rule: the daily pipeline rebuilt from spells agrees with the deals' current state on the as-of
 -- date: open deals per business line, segment and stage are the same in both.
 with

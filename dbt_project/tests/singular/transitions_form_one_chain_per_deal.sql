@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_stage_transitions'}}}) }}
+
 -- Rule: each deal's transitions form one chain in time: the first has no from-stage, each later one
 -- leaves the stage the previous one entered, numbers run 1, 2, 3... and time never goes back.
 with

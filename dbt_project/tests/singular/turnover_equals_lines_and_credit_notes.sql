@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_client_turnover'}}}) }}
+
 -- Rule: a client-month's net turnover is the sum of its invoice lines and credit-note lines, and
 -- every client-month with lines has a row. Returns the client-months where that fails.
 with
