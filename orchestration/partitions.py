@@ -19,3 +19,9 @@ def daily_extract_partitions(first_extract_date: date) -> dg.DailyPartitionsDefi
 def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
     """The extract dates of this run: one, or a whole range in a single-run backfill."""
     return [date.fromisoformat(key) for key in context.partition_keys]
+
+
+def partition_as_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
+    """ "Today" for a run: the last extract date of its partitions, never the wall clock, so a re-run
+    of the same partitions gives the same figures."""
+    return max(partition_dates(context))

@@ -2,19 +2,13 @@
 independent SQL over raw, against the generator's ground truth, and for idempotence."""
 
 import json
-from dataclasses import replace
-from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
 from orchestration.definitions import MAIN_JOB, build_definitions
-from orchestration.settings import REPO_ROOT, environment
-
-SAMPLE = REPO_ROOT / "data" / "sample"
-FIRST, LAST = "2026-11-12", "2026-11-26"
+from tests.conftest import SAMPLE
 
 
 def run(env, **tags) -> dg.ExecuteInProcessResult:
@@ -22,24 +16,9 @@ def run(env, **tags) -> dg.ExecuteInProcessResult:
     return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=tags)
 
 
-def range_tags(first: str, last: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sample_build")
-    env = replace(
-        environment(),
-        warehouse_path=root / "funnel.duckdb",
-        landing_dir=SAMPLE / "extracts",
-        first_extract_date=date.fromisoformat(FIRST),
-        memory_limit="2GB",
-        temp_directory=root / "tmp",
-        dbt_target_dir=root / "dbt_target",
-    )
-    assert run(env, **range_tags(FIRST, LAST)).success
-    return env
+def built(sample_warehouse):
+    return sample_warehouse
 
 
 def query(env, sql: str, params=None) -> list[tuple]:

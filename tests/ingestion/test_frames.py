@@ -1,0 +1,29 @@
+import polars as pl
+import pytest
+
+from ingestion.frames import read_frame, replace_table
+
+
+def test_a_frame_round_trips_with_its_comments(conn):
+    frame = pl.DataFrame({"segment": ["smb", "enterprise"], "win_rate": [0.25, 0.4]})
+    replace_table(
+        conn,
+        "marts",
+        "win_rates",
+        frame,
+        "One row per segment.",
+        {"segment": "Client segment.", "win_rate": "Won / (won + lost), it's a share."},
+    )
+
+    assert read_frame(conn, "marts", "win_rates").equals(frame)
+    comments = conn.execute(
+        "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'win_rates' ORDER BY 1"
+    ).fetchall()
+    assert comments == [("segment", "Client segment."), ("win_rate", "Won / (won + lost), it's a share.")]
+
+
+def test_an_undocumented_column_is_refused_and_the_old_table_stays(conn):
+    replace_table(conn, "marts", "t", pl.DataFrame({"a": [1]}), "t", {"a": "A."})
+    with pytest.raises(ValueError, match="columns without a description: b"):
+        replace_table(conn, "marts", "t", pl.DataFrame({"a": [2], "b": [3]}), "t", {"a": "A."})
+    assert read_frame(conn, "marts", "t")["a"].to_list() == [1]
