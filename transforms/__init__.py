@@ -1,0 +1,1 @@
+"""Pure Polars figures: LazyFrames in, LazyFrames out; no Dagster import, no I/O."""
