@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# A DuckDB 1.x client, apart from the project's 2.x, to prove BI drivers can open the published file.
+	$(BIN)/pip install --quiet --target $(VENV)/duckdb1x duckdb==1.4.5
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,6 +17,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     duckdb_path: str
     landing_dir: str
+    published_path: str | None = None
     memory_limit: str = "4GB"
     threads: int = 2
     temp_directory: str | None = None
@@ -24,6 +25,13 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def landing_path(self) -> Path:
         return Path(self.landing_dir)
+
+    @property
+    def published_file(self) -> Path:
+        """The read-only copy BI tools open; beside the working file unless set."""
+        if self.published_path:
+            return Path(self.published_path)
+        return Path(self.duckdb_path).parent / "published" / Path(self.duckdb_path).name
 
     def settings(self) -> DuckDBSettings:
         return DuckDBSettings(

@@ -6,25 +6,25 @@ at $DAGSTER_HOME so `make ui` shows it.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
 import dagster as dg
 
+from ingestion.landing import extract_dates
 from orchestration.definitions import MAIN_JOB, build_definitions
+from orchestration.defs.publish.assets import record_failed_run
 from orchestration.settings import environment
-
-DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def main() -> int:
     env = environment()
-    dates = sorted(p.name for p in env.landing_dir.iterdir() if p.is_dir() and DATE_FOLDER.match(p.name))
+    dates = [d.isoformat() for d in extract_dates(env.landing_dir)]
     if not dates:
         print(f"no extract folders (YYYY-MM-DD) under {env.landing_dir}", file=sys.stderr)
         return 1
-    job = build_definitions(env).resolve_job_def(MAIN_JOB)
+    definitions = build_definitions(env)
+    job = definitions.resolve_job_def(MAIN_JOB)
     print(f"building the warehouse from {len(dates)} extract folders, {dates[0]} .. {dates[-1]}")
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
@@ -38,11 +38,13 @@ def main() -> int:
         )
     elapsed = time.perf_counter() - started
     if not result.success:
-        print(f"the run failed after {elapsed:.0f} s; see the log above or `make ui`", file=sys.stderr)
+        # As the failure sensor does under `make ui`: the published file keeps its data and says why.
+        reason = record_failed_run(definitions.resources["warehouse"], result.run_id, result.all_events)
+        print(f"the run failed after {elapsed:.0f} s; nothing was published: {reason}", file=sys.stderr)
         return 1
     print(f"done in {elapsed:.0f} s")
-    print(f"warehouse: {env.warehouse_path}  (schemas raw, quality, marts)")
-    print("open it read-only, e.g.: duckdb -readonly " + str(env.warehouse_path))
+    print(f"working warehouse (pipeline only): {env.warehouse_path}")
+    print(f"published for BI, open read-only:  {env.published_path}  (schemas marts, quality)")
     return 0
 
 

@@ -17,18 +17,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Environment:
     warehouse_path: Path
+    published_path: Path
     landing_dir: Path
     first_extract_date: date
     memory_limit: str
     threads: int
     temp_directory: Path
     dbt_target_dir: Path
+    schedule_cron: str
+    schedule_timezone: str
+    freshness_deadline_cron: str
+    extract_settle_seconds: float
 
 
 def environment() -> Environment:
     warehouse_path = Path(os.environ.get("FUNNEL_WAREHOUSE_PATH", REPO_ROOT / "warehouse" / "funnel.duckdb"))
     return Environment(
         warehouse_path=warehouse_path.resolve(),
+        published_path=Path(
+            os.environ.get(
+                "FUNNEL_PUBLISHED_PATH", warehouse_path.resolve().parent / "published" / "funnel.duckdb"
+            )
+        ).resolve(),
         landing_dir=Path(
             os.environ.get("FUNNEL_LANDING_DIR", REPO_ROOT / "data" / "sample" / "extracts")
         ).resolve(),
@@ -41,4 +51,8 @@ def environment() -> Environment:
         dbt_target_dir=Path(
             os.environ.get("FUNNEL_DBT_TARGET_DIR", REPO_ROOT / "dbt_project" / "target")
         ).resolve(),
+        schedule_cron=os.environ.get("FUNNEL_SCHEDULE_CRON", "0 6 * * *"),
+        schedule_timezone=os.environ.get("FUNNEL_SCHEDULE_TIMEZONE", "UTC"),
+        freshness_deadline_cron=os.environ.get("FUNNEL_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
+        extract_settle_seconds=float(os.environ.get("FUNNEL_EXTRACT_SETTLE_SECONDS", "120")),
     )

@@ -24,6 +24,7 @@ def build_warehouse(root: Path, landing: Path) -> Environment:
     env = replace(
         environment(),
         warehouse_path=root / "funnel.duckdb",
+        published_path=root / "published" / "funnel.duckdb",
         landing_dir=landing,
         first_extract_date=date.fromisoformat(dates[0]),
         memory_limit="2GB",

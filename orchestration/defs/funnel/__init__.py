@@ -1,0 +1,1 @@
+"""Funnel figures (conversion, cohorts, lead requirements, segment focus) as Dagster assets and checks."""

@@ -1,0 +1,248 @@
+"""Funnel tables in schema `marts`: each asset reads the dbt marts, calls one function of `transforms/`,
+writes the documented table and shows its headline in the UI."""
+
+from datetime import date
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from ingestion.frames import read_frame, replace_table
+from orchestration.partitions import WRITER_POOL, partition_as_of
+from orchestration.resources import WarehouseResource
+from transforms import funnel_columns as columns
+from transforms.funnel import funnel_cohorts, funnel_conversion
+from transforms.lead_requirements import RateSettings, lead_requirements
+from transforms.segment_focus import FocusSettings, segment_focus
+
+FUNNEL_CONVERSION_KEY = dg.AssetKey(["marts", "funnel_conversion"])
+FUNNEL_COHORTS_KEY = dg.AssetKey(["marts", "funnel_cohorts"])
+LEAD_REQUIREMENTS_KEY = dg.AssetKey(["marts", "lead_requirements"])
+SEGMENT_FOCUS_KEY = dg.AssetKey(["marts", "segment_focus"])
+
+# (schema, relation) of every dbt model the funnel reads.
+SOURCES = {
+    "transitions": ("marts", "fct_stage_transitions"),
+    "dim_deals": ("marts", "dim_deals"),
+    "dim_clients": ("marts", "dim_clients"),
+    "stages": ("staging", "stg_crm__stages"),
+    "targets": ("staging", "stg_planning__targets"),
+}
+SOURCE_KEYS = [dg.AssetKey(list(relation)) for relation in SOURCES.values()]
+
+
+class FunnelCohortsConfig(dg.Config):
+    maturity_days: int = 180
+    """A cohort is mature once its youngest deal has had this many days to close."""
+
+
+class LeadRequirementsConfig(dg.Config):
+    rate_window_months: int = 12
+    """Months of stage reaches before the as-of date the rates are learned from."""
+    prior_strength: float = 20.0
+    """Pseudo-deals of the business line's rate a segment's rate starts from (beta-binomial shrinkage)."""
+    amount_prior_deals: float = 5.0
+    """Pseudo-deals of the line's average won deal a segment's average starts from."""
+    interval: float = 0.9
+    """Coverage of the rate intervals."""
+    min_won_for_timing: int = 5
+    """Won deals a segment needs for its own days-to-won; below, the line's."""
+    inflow_months: int = 3
+    """Months of new leads the recent inflow is averaged over."""
+
+
+class SegmentFocusConfig(dg.Config):
+    capacity_factor: float = 1.0
+    """Lead capacity = today's total inflow per month x this."""
+    floor_share: float = 0.5
+    """No segment gets fewer leads than this share of its inflow today."""
+    ceiling_factor: float = 2.0
+    """No segment gets more leads than this multiple of its inflow today."""
+    recent_months: int = 3
+    baseline_months: int = 12
+    drop_threshold: float = 0.3
+    """Relative drop of inflow or win rate that, if significant, raises an early warning."""
+    p_value_threshold: float = 0.05
+    period_start: str | None = None
+    """Focus target period (YYYY-MM-DD); default the first that starts after the as-of date."""
+
+
+def _inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, pl.LazyFrame]:
+    return {name: read_frame(conn, schema, table).lazy() for name, (schema, table) in SOURCES.items()}
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=10_000,
+        fmt_str_lengths=60,
+        float_precision=3,
+    ):
+        return str(frame)
+
+
+def _write(conn, key: dg.AssetKey, frame: pl.DataFrame, description: str, described: dict[str, str]) -> None:
+    replace_table(conn, key.path[0], key.path[1], frame, description, described)
+
+
+def conversion_headline(frame: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """The last complete quarter (the running one if none), every line, all segments."""
+    quarters = frame.filter(pl.col("period_grain") == "quarter")
+    complete = quarters.filter(pl.col("period_end") < as_of)
+    last = (complete if complete.height else quarters)["period_start"].max()
+    return quarters.filter((pl.col("period_start") == last) & (pl.col("segment") == "(all)")).select(
+        "period_start",
+        "business_line",
+        "stage_id",
+        "reached_count",
+        "step_conversion",
+        "conversion_to_won",
+        "time_in_stage_median_days",
+        "open_deal_count",
+        "win_rate_count",
+    )
+
+
+def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    common = {
+        "partitions_def": partitions_def,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "pool": WRITER_POOL,
+        "group_name": "funnel",
+        "kinds": {"polars", "duckdb"},
+    }
+
+    @dg.asset(key=FUNNEL_CONVERSION_KEY, deps=SOURCE_KEYS, description=columns.FUNNEL_CONVERSION, **common)
+    def funnel_conversion_table(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """One row per period x business line x segment x stage; from fct_stage_transitions."""
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            frame = funnel_conversion(**_inputs(conn), as_of=as_of).collect()
+            _write(
+                conn,
+                FUNNEL_CONVERSION_KEY,
+                frame,
+                columns.FUNNEL_CONVERSION,
+                columns.FUNNEL_CONVERSION_COLUMNS,
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "as_of_date": as_of.isoformat(),
+                "last_quarter": dg.MetadataValue.md(_markdown(conversion_headline(frame, as_of))),
+            }
+        )
+
+    @dg.asset(key=FUNNEL_COHORTS_KEY, deps=SOURCE_KEYS, description=columns.FUNNEL_COHORTS, **common)
+    def funnel_cohorts_table(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: FunnelCohortsConfig
+    ) -> dg.MaterializeResult:
+        """One row per cohort month of funnel entry x business line x segment; from fct_stage_transitions."""
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            inputs = _inputs(conn)
+            inputs.pop("stages")
+            frame = funnel_cohorts(**inputs, as_of=as_of, maturity_days=config.maturity_days).collect()
+            _write(conn, FUNNEL_COHORTS_KEY, frame, columns.FUNNEL_COHORTS, columns.FUNNEL_COHORTS_COLUMNS)
+        recent = frame.filter((pl.col("business_line") == "(all)") & (pl.col("segment") == "(all)")).tail(8)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "as_of_date": as_of.isoformat(),
+                "recent_cohorts": dg.MetadataValue.md(
+                    _markdown(recent.drop("business_line", "segment", "won_amount_reporting"))
+                ),
+            }
+        )
+
+    @dg.asset(key=LEAD_REQUIREMENTS_KEY, deps=SOURCE_KEYS, description=columns.LEAD_REQUIREMENTS, **common)
+    def lead_requirements_table(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: LeadRequirementsConfig
+    ) -> dg.MaterializeResult:
+        """One row per target period x business line x segment x stage; from targets and funnel marts."""
+        as_of = partition_as_of(context)
+        settings = RateSettings(**config.model_dump())
+        with warehouse.connect() as conn:
+            frame = lead_requirements(**_inputs(conn), as_of=as_of, settings=settings).collect()
+            _write(
+                conn,
+                LEAD_REQUIREMENTS_KEY,
+                frame,
+                columns.LEAD_REQUIREMENTS,
+                columns.LEAD_REQUIREMENTS_COLUMNS,
+            )
+        upcoming = frame.filter((pl.col("period_end") >= as_of) & (pl.col("stage_number") == 1))
+        upcoming = upcoming.filter(pl.col("period_start") == upcoming["period_start"].min())
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "as_of_date": as_of.isoformat(),
+                "current_period": dg.MetadataValue.md(
+                    _markdown(
+                        upcoming.select(
+                            "period_start",
+                            "business_line",
+                            "segment",
+                            "revenue_target_reporting",
+                            "won_so_far_reporting",
+                            "leads_needed",
+                            "conversion_to_won",
+                            "effective_n",
+                            "coverage",
+                            "leads_needed_per_month",
+                            "recent_inflow_per_month",
+                        )
+                    )
+                ),
+            }
+        )
+
+    @dg.asset(
+        key=SEGMENT_FOCUS_KEY,
+        deps=[*SOURCE_KEYS, LEAD_REQUIREMENTS_KEY],
+        description=columns.SEGMENT_FOCUS,
+        **common,
+    )
+    def segment_focus_table(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: SegmentFocusConfig
+    ) -> dg.MaterializeResult:
+        """One row per business line x segment; from marts.lead_requirements and the funnel marts."""
+        as_of = partition_as_of(context)
+        settings = FocusSettings(**config.model_dump(exclude={"period_start"}))
+        period_start = date.fromisoformat(config.period_start) if config.period_start else None
+        with warehouse.connect() as conn:
+            inputs = _inputs(conn)
+            inputs.pop("stages")
+            requirements = read_frame(conn, *LEAD_REQUIREMENTS_KEY.path).lazy()
+            frame = segment_focus(
+                requirements, **inputs, as_of=as_of, settings=settings, period_start=period_start
+            ).collect()
+            _write(conn, SEGMENT_FOCUS_KEY, frame, columns.SEGMENT_FOCUS, columns.SEGMENT_FOCUS_COLUMNS)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "as_of_date": as_of.isoformat(),
+                "early_warnings": int(frame["is_early_warning"].sum()),
+                "lead_mix": dg.MetadataValue.md(
+                    _markdown(
+                        frame.select(
+                            "business_line",
+                            "segment",
+                            "value_per_lead_reporting",
+                            "current_inflow_per_month",
+                            "recommended_leads_per_month",
+                            "is_target_reachable",
+                            "warning_reason",
+                        )
+                    )
+                ),
+            }
+        )
+
+    return [funnel_conversion_table, funnel_cohorts_table, lead_requirements_table, segment_focus_table]
