@@ -132,6 +132,35 @@ def _copy_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple], columns: 
         conn.execute(f'COMMENT ON COLUMN published_next.{schema}."{table}"."{column}" IS {_literal(comment)}')
 
 
+def export_parquet(conn: duckdb.DuckDBPyConnection, publication: Publication, parquet_dir: Path) -> Path:
+    """Parquet files of the published tables, for tools that prefer files: `<parquet_dir>/current` is a
+    symlink swapped atomically to the folder of the newest version; the previous version is kept for
+    readers still holding it, older ones are removed."""
+    version_dir = parquet_dir / f"v{publication.version:06d}"
+    shutil.rmtree(version_dir, ignore_errors=True)  # from a run killed mid-export
+    conn.execute("ATTACH ? AS published_now (READ_ONLY)", [str(publication.path)])
+    try:
+        tables = conn.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'published_now'"
+        ).fetchall()
+        for schema, table in tables:
+            (version_dir / schema).mkdir(parents=True, exist_ok=True)
+            target = version_dir / schema / f"{table}.parquet"
+            source = f'published_now.{schema}."{table}"'
+            conn.execute(f"COPY (SELECT * FROM {source}) TO {_literal(str(target))} (FORMAT parquet)")
+    finally:
+        conn.execute("DETACH published_now")
+    link = parquet_dir / "current"
+    next_link = parquet_dir / ".current.next"
+    next_link.unlink(missing_ok=True)
+    next_link.symlink_to(version_dir.name)
+    os.replace(next_link, link)
+    versions = sorted(p for p in parquet_dir.glob("v[0-9]*") if p.is_dir())
+    for old in versions[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+    return link
+
+
 def record_blocked(
     working_conn: duckdb.DuckDBPyConnection,
     published_path: Path,

@@ -57,6 +57,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
             "warehouse": WarehouseResource(
                 duckdb_path=str(env.warehouse_path),
                 published_path=str(env.published_path),
+                export_parquet=env.export_parquet,
                 landing_dir=str(env.landing_dir),
                 memory_limit=env.memory_limit,
                 threads=env.threads,

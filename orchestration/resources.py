@@ -18,6 +18,7 @@ class WarehouseResource(dg.ConfigurableResource):
     duckdb_path: str
     landing_dir: str
     published_path: str | None = None
+    export_parquet: bool = False
     memory_limit: str = "4GB"
     threads: int = 2
     temp_directory: str | None = None

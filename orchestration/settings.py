@@ -28,6 +28,7 @@ class Environment:
     schedule_timezone: str
     freshness_deadline_cron: str
     extract_settle_seconds: float
+    export_parquet: bool
 
 
 def environment() -> Environment:
@@ -55,4 +56,5 @@ def environment() -> Environment:
         schedule_timezone=os.environ.get("FUNNEL_SCHEDULE_TIMEZONE", "UTC"),
         freshness_deadline_cron=os.environ.get("FUNNEL_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
         extract_settle_seconds=float(os.environ.get("FUNNEL_EXTRACT_SETTLE_SECONDS", "120")),
+        export_parquet=os.environ.get("FUNNEL_PUBLISH_PARQUET", "false").lower() in ("1", "true", "yes"),
     )

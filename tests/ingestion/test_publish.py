@@ -119,3 +119,17 @@ def test_a_duckdb_1x_client_opens_the_published_file_read_only(tmp_path, conn):
     ).stdout.split()
     assert out[0].startswith("1.")
     assert out[1:] == ["3", "2"]
+
+
+def test_parquet_export_follows_the_newest_publication(tmp_path, conn):
+    from ingestion.publish import export_parquet
+
+    target, parquet = tmp_path / "funnel.duckdb", tmp_path / "parquet"
+    for n in (1, 2, 3):
+        write_mart(conn, list(range(n)))
+        current = export_parquet(conn, publish(conn, target, f"run-{n}", AS_OF, AT), parquet)
+
+    assert current.resolve().name == "v000003"
+    assert pl.read_parquet(current / "marts" / "wins.parquet")["won"].to_list() == [0, 1, 2]
+    assert (current / "quality" / "publication_log.parquet").exists()
+    assert sorted(p.name for p in parquet.glob("v*")) == ["v000002", "v000003"]  # one older kept for readers

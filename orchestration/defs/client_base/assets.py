@@ -25,8 +25,12 @@ class ClientSegmentsConfig(dg.Config):
     analysis_months: int = Field(
         default=_SEG.analysis_months, description="Complete months before the as-of month that ABC/XYZ use."
     )
-    abc_a_share: float = Field(default=_SEG.abc_a_share, description="A: cumulative share of value up to this.")
-    abc_b_share: float = Field(default=_SEG.abc_b_share, description="B: cumulative share up to this; C above.")
+    abc_a_share: float = Field(
+        default=_SEG.abc_a_share, description="A: cumulative share of value up to this."
+    )
+    abc_b_share: float = Field(
+        default=_SEG.abc_b_share, description="B: cumulative share up to this; C above."
+    )
     xyz_x_max_cv: float = Field(default=_SEG.xyz_x_max_cv, description="X: monthly turnover CV at most this.")
     xyz_y_max_cv: float = Field(default=_SEG.xyz_y_max_cv, description="Y: CV at most this; Z above.")
     growth_band: float = Field(
@@ -37,7 +41,8 @@ class ClientSegmentsConfig(dg.Config):
         description="Hours counted for an activity of this type without a duration (weighted counts).",
     )
     default_activity_hours: float = Field(
-        default=_SEG.default_activity_hours, description="Hours of an activity of another type without duration."
+        default=_SEG.default_activity_hours,
+        description="Hours of an activity of another type without duration.",
     )
     high_effort_quantile: float = Field(
         default=_SEG.high_effort_quantile, description="High effort: effort hours at or above this quantile."
@@ -49,7 +54,8 @@ class ClientSegmentsConfig(dg.Config):
         default=_SEG.headroom_quantile, description="Peer benchmark: this quantile of active peers' turnover."
     )
     min_peer_clients: int = Field(
-        default=_SEG.min_peer_clients, description="Fewest active peers in segment x band before using segment."
+        default=_SEG.min_peer_clients,
+        description="Fewest active peers in segment x band before using segment.",
     )
     high_discount_ratio: float = Field(
         default=_SEG.high_discount_ratio, description="High price sensitivity: depth >= this x the book's."
@@ -66,7 +72,8 @@ class SegmentScorecardConfig(dg.Config):
     """Crisis window, price-sensitivity threshold and focus weights of the segment scorecard."""
 
     crisis_start: str | None = Field(
-        default=None, description="First day of the crisis window (YYYY-MM-DD); empty = detect from lead inflow."
+        default=None,
+        description="First day of the crisis window (YYYY-MM-DD); empty = detect from lead inflow.",
     )
     crisis_end: str | None = Field(default=None, description="Last day of the crisis window (YYYY-MM-DD).")
     crisis_months: int = Field(default=_CARD.crisis_months, description="Length of a detected crisis window.")

@@ -77,7 +77,9 @@ def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg
         partitions_def=partitions_def,
         pool=WRITER_POOL,
     )
-    def abc_in_order(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def abc_in_order(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
         overlaps = {}
         with warehouse.connect() as conn:
             for basis, value in (("turnover", "turnover_reporting"), ("margin", "margin_reporting")):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ingestion.publish import publish, record_blocked
+from ingestion.publish import export_parquet, publish, record_blocked
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 
