@@ -33,8 +33,13 @@ def build_publish_asset(
             publication = publish(
                 conn, warehouse.published_file, context.run.run_id, partition_as_of(context), now
             )
+            parquet = {}
+            if warehouse.export_parquet:
+                link = export_parquet(conn, publication, warehouse.published_file.parent / "parquet")
+                parquet = {"parquet": dg.MetadataValue.path(str(link))}
         return dg.MaterializeResult(
             metadata={
+                **parquet,
                 "path": dg.MetadataValue.path(str(publication.path)),
                 "version": publication.version,
                 "tables": publication.tables,
