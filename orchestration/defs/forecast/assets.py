@@ -1,0 +1,358 @@
+"""Forecast assets: the live forecast, its backtest, and the kept history of every run's forecast."""
+
+from collections.abc import Mapping
+from datetime import date
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from ingestion.frames import read_frame, replace_table
+from orchestration.defs.forecast import descriptions as d
+from orchestration.partitions import WRITER_POOL, partition_as_of
+from orchestration.resources import WarehouseResource
+from transforms.forecast import ForecastSettings, cutoff_for, forecast_as_of, funnel_spells
+from transforms.forecast_backtest import backtest, backtest_origins, backtest_summary
+from transforms.forecast_history import deal_states_at, forecast_changes
+
+GROUP = "forecast"
+KINDS = {"polars", "duckdb"}
+INPUTS = [
+    dg.AssetKey(["intermediate", "int_deal_stage_spells"]),
+    dg.AssetKey(["marts", "dim_deals"]),
+    dg.AssetKey(["marts", "dim_clients"]),
+    dg.AssetKey(["staging", "stg_crm__stages"]),
+    dg.AssetKey(["staging", "stg_crm__deals"]),
+]
+PIPELINE_FORECAST = dg.AssetKey(["marts", "pipeline_forecast"])
+PIPELINE_FORECAST_DEALS = dg.AssetKey(["marts", "pipeline_forecast_deals"])
+FORECAST_BACKTEST = dg.AssetKey(["marts", "forecast_backtest"])
+FORECAST_BACKTEST_SUMMARY = dg.AssetKey(["marts", "forecast_backtest_summary"])
+FORECAST_HISTORY = dg.AssetKey(["marts", "forecast_history"])
+FORECAST_HISTORY_DEALS = dg.AssetKey(["marts", "forecast_history_deals"])
+FORECAST_CHANGES = dg.AssetKey(["marts", "forecast_changes"])
+
+
+class ForecastConfig(dg.Config):
+    """The learned forecast's knobs (see transforms.forecast.ForecastSettings and docs/forecast.md)."""
+
+    training_window_days: int = 365
+    inflow_window_days: int = 91
+    segment_prior_strength: float = 20.0
+    age_prior_strength: float = 10.0
+    min_timing_samples: int = 20
+    simulations: int = 2000
+    horizon_quarters: int = 2
+    """Quarters forecast: the as-of quarter and the ones after it."""
+
+    def settings(self) -> ForecastSettings:
+        return ForecastSettings(
+            training_window_days=self.training_window_days,
+            inflow_window_days=self.inflow_window_days,
+            segment_prior_strength=self.segment_prior_strength,
+            age_prior_strength=self.age_prior_strength,
+            min_timing_samples=self.min_timing_samples,
+            simulations=self.simulations,
+        )
+
+
+class BacktestConfig(ForecastConfig):
+    """Forecast knobs plus where the backtest's origins start."""
+
+    warmup_months: int = 12
+    """Months of history before the first origin: a full training window, so early origins are not
+    judged on a model that has seen only short, early deals."""
+
+
+def load_funnel_spells(conn: duckdb.DuckDBPyConnection) -> tuple[pl.LazyFrame, pl.DataFrame]:
+    """The forecast's input: spells with their deals' attributes, and the stage catalogue."""
+    stages = read_frame(conn, "staging", "stg_crm__stages")
+    spells = funnel_spells(
+        read_frame(conn, "intermediate", "int_deal_stage_spells").lazy(),
+        read_frame(conn, "marts", "dim_deals").lazy(),
+        read_frame(conn, "marts", "dim_clients").lazy(),
+        stages.lazy(),
+        read_frame(conn, "staging", "stg_crm__deals").lazy(),
+    )
+    return spells.collect().lazy(), stages
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
+def _forecast_headline(periods: pl.DataFrame) -> str:
+    totals = periods.filter((pl.col("business_line") == "all") & (pl.col("segment") == "all"))
+    lines = [
+        "| period | won to date | expected | P10 | P50 | P90 | naive weighted |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in totals.sort("period_type", "period_start").iter_rows(named=True):
+        lines.append(
+            f"| {row['period_type']} {row['period_start']} | {_money(row['won_to_date_revenue'])} | "
+            f"{_money(row['expected_revenue'])} | {_money(row['revenue_p10'])} | "
+            f"{_money(row['revenue_p50'])} | "
+            f"{_money(row['revenue_p90'])} | {_money(row['naive_weighted_pipeline'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _backtest_headline(summary: pl.DataFrame) -> str:
+    lines = [
+        "| horizon | method | origins | MAPE | bias | P10-P90 coverage |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in summary.filter(pl.col("business_line") == "all").iter_rows(named=True):
+        coverage = "" if row["p10_p90_coverage"] is None else f"{row['p10_p90_coverage']:.0%}"
+        lines.append(
+            f"| {row['horizon_months']} month(s) | {row['method']} | {row['origins']} | {row['mape']:.1%} | "
+            f"{row['bias']:+.1%} | {coverage} |"
+        )
+    return "\n".join(lines)
+
+
+def replace_as_of_rows(
+    conn: duckdb.DuckDBPyConnection,
+    name: str,
+    frame: pl.DataFrame,
+    as_of_date: date,
+    description: str,
+    column_descriptions: Mapping[str, str],
+) -> int:
+    """Delete marts.<name>'s rows of `as_of_date` and insert `frame`, in one transaction; the other
+    runs' rows stay (the history is never truncated)."""
+    undocumented = [c for c in frame.columns if c not in column_descriptions]
+    if undocumented:
+        raise ValueError(f"marts.{name}: columns without a description: {', '.join(undocumented)}")
+    relation = f"marts.{name}"
+    arrow_frame = frame.to_arrow()  # noqa: F841 - read by DuckDB's replacement scan below
+    conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {relation} AS SELECT * FROM arrow_frame LIMIT 0")
+        conn.execute(f"DELETE FROM {relation} WHERE as_of_date = ?", [as_of_date])
+        conn.execute(f"INSERT INTO {relation} BY NAME SELECT * FROM arrow_frame")
+        table_text = description.replace("'", "''")
+        conn.execute(f"COMMENT ON TABLE {relation} IS '{table_text}'")
+        for column in frame.columns:
+            text = column_descriptions[column].replace("'", "''")
+            conn.execute(f"COMMENT ON COLUMN {relation}.\"{column}\" IS '{text}'")
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return frame.height
+
+
+def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    common = {
+        "partitions_def": partitions_def,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "pool": WRITER_POOL,
+    }
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                PIPELINE_FORECAST, deps=INPUTS, group_name=GROUP, kinds=KINDS, description=d.PIPELINE_FORECAST
+            ),
+            dg.AssetSpec(
+                PIPELINE_FORECAST_DEALS,
+                deps=INPUTS,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.PIPELINE_FORECAST_DEALS,
+            ),
+        ],
+        name="pipeline_forecast",
+        **common,
+    )
+    def pipeline_forecast(
+        context: dg.AssetExecutionContext, config: ForecastConfig, warehouse: WarehouseResource
+    ):
+        """Per month/quarter x line x segment and per open deal, as of the run's last extract date; from the
+        stage spells, deals, clients and stage catalogue."""
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            spells, stages = load_funnel_spells(conn)
+            result = forecast_as_of(spells, stages, as_of, config.horizon_quarters, config.settings())
+            replace_table(
+                conn,
+                "marts",
+                "pipeline_forecast",
+                result.periods,
+                d.PIPELINE_FORECAST,
+                d.PIPELINE_FORECAST_COLUMNS,
+            )
+            replace_table(
+                conn,
+                "marts",
+                "pipeline_forecast_deals",
+                result.deals,
+                d.PIPELINE_FORECAST_DEALS,
+                d.PIPELINE_FORECAST_DEALS_COLUMNS,
+            )
+        yield dg.MaterializeResult(
+            asset_key=PIPELINE_FORECAST,
+            metadata={
+                "dagster/row_count": result.periods.height,
+                "as_of_date": as_of.isoformat(),
+                "forecast": dg.MetadataValue.md(_forecast_headline(result.periods)),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=PIPELINE_FORECAST_DEALS,
+            metadata={
+                "dagster/row_count": result.deals.height,
+                "imputed_amounts": int(result.deals.get_column("is_amount_imputed").sum()),
+                "expected_won_amount": float(result.deals.get_column("expected_won_amount").sum()),
+            },
+        )
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                FORECAST_BACKTEST, deps=INPUTS, group_name=GROUP, kinds=KINDS, description=d.FORECAST_BACKTEST
+            ),
+            dg.AssetSpec(
+                FORECAST_BACKTEST_SUMMARY,
+                deps=INPUTS,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.FORECAST_BACKTEST_SUMMARY,
+            ),
+        ],
+        name="forecast_backtest",
+        **common,
+    )
+    def forecast_backtest(
+        context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource
+    ):
+        """Per monthly origin x horizon x line x method, the forecast from events before the origin against
+        what was won; from the same inputs as pipeline_forecast."""
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            spells, stages = load_funnel_spells(conn)
+            first_event_at = spells.select(pl.col("entered_at").min()).collect().item()
+            origins = (
+                backtest_origins(first_event_at, as_of, config.warmup_months, 3)
+                if first_event_at is not None
+                else []
+            )
+            rows = backtest(spells, stages, origins, config.settings())
+            if rows.height == 0:
+                raise dg.Failure(
+                    f"No backtest origin: the history before {as_of} is shorter than "
+                    f"{config.warmup_months} months of warm-up plus a 3-month window."
+                )
+            summary = backtest_summary(rows.lazy()).collect()
+            replace_table(
+                conn, "marts", "forecast_backtest", rows, d.FORECAST_BACKTEST, d.FORECAST_BACKTEST_COLUMNS
+            )
+            replace_table(
+                conn,
+                "marts",
+                "forecast_backtest_summary",
+                summary,
+                d.FORECAST_BACKTEST_SUMMARY,
+                d.FORECAST_BACKTEST_SUMMARY_COLUMNS,
+            )
+        yield dg.MaterializeResult(
+            asset_key=FORECAST_BACKTEST,
+            metadata={"dagster/row_count": rows.height, "origins": len(origins)},
+        )
+        yield dg.MaterializeResult(
+            asset_key=FORECAST_BACKTEST_SUMMARY,
+            metadata={
+                "dagster/row_count": summary.height,
+                "backtest": dg.MetadataValue.md(_backtest_headline(summary)),
+            },
+        )
+
+    history_deps = [PIPELINE_FORECAST, PIPELINE_FORECAST_DEALS, *INPUTS]
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                FORECAST_HISTORY,
+                deps=history_deps,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.FORECAST_HISTORY,
+            ),
+            dg.AssetSpec(
+                FORECAST_HISTORY_DEALS,
+                deps=history_deps,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.FORECAST_HISTORY_DEALS,
+            ),
+            dg.AssetSpec(
+                FORECAST_CHANGES,
+                deps=history_deps,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.FORECAST_CHANGES,
+            ),
+        ],
+        name="forecast_history",
+        **common,
+    )
+    def forecast_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        """Every run's forecast kept by as-of date (from pipeline_forecast and pipeline_forecast_deals), and
+        the deal-level comparison of this run with the previous one."""
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            periods = read_frame(conn, "marts", "pipeline_forecast").filter(pl.col("as_of_date") == as_of)
+            deals = read_frame(conn, "marts", "pipeline_forecast_deals").filter(pl.col("as_of_date") == as_of)
+            if periods.height == 0:
+                raise dg.Failure(
+                    f"marts.pipeline_forecast holds no forecast as of {as_of}: materialize it first."
+                )
+            replace_as_of_rows(
+                conn, "forecast_history", periods, as_of, d.FORECAST_HISTORY, d.PIPELINE_FORECAST_COLUMNS
+            )
+            replace_as_of_rows(
+                conn,
+                "forecast_history_deals",
+                deals,
+                as_of,
+                d.FORECAST_HISTORY_DEALS,
+                d.PIPELINE_FORECAST_DEALS_COLUMNS,
+            )
+            history = read_frame(conn, "marts", "forecast_history_deals")
+            earlier = history.filter(pl.col("as_of_date") < as_of)
+            previous_as_of = earlier.get_column("as_of_date").max() if earlier.height else None
+            previous = (
+                earlier.filter(pl.col("as_of_date") == previous_as_of) if previous_as_of else deals.clear()
+            )
+            spells, _ = load_funnel_spells(conn)
+            changes = forecast_changes(
+                previous.lazy(), deals.lazy(), deal_states_at(spells, cutoff_for(as_of))
+            ).collect()
+            replace_table(
+                conn, "marts", "forecast_changes", changes, d.FORECAST_CHANGES, d.FORECAST_CHANGES_COLUMNS
+            )
+            runs = conn.sql("SELECT count(DISTINCT as_of_date) FROM marts.forecast_history").fetchall()[0][0]
+        by_type = changes.group_by("change_type").agg(
+            deals=pl.len(), contribution=pl.col("contribution").sum()
+        )
+        table = ["| change | deals | contribution (EUR) |", "|---|---:|---:|"] + [
+            f"| {t} | {n} | {c:,.0f} |" for t, n, c in by_type.sort("contribution").iter_rows()
+        ]
+        yield dg.MaterializeResult(
+            asset_key=FORECAST_HISTORY, metadata={"dagster/row_count": periods.height, "runs_kept": runs}
+        )
+        yield dg.MaterializeResult(
+            asset_key=FORECAST_HISTORY_DEALS, metadata={"dagster/row_count": deals.height}
+        )
+        yield dg.MaterializeResult(
+            asset_key=FORECAST_CHANGES,
+            metadata={
+                "dagster/row_count": changes.height,
+                "previous_as_of_date": str(previous_as_of) if previous_as_of else "none (first run)",
+                "changes": dg.MetadataValue.md("\n".join(table)),
+            },
+        )
+
+    return [pipeline_forecast, forecast_backtest, forecast_history]

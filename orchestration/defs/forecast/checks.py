@@ -1,0 +1,142 @@
+"""Checks on the forecast marts: probabilities in [0, 1], ordered percentiles, reproducible figures."""
+
+import dagster as dg
+import polars as pl
+
+from ingestion.frames import read_frame
+from orchestration.defs.forecast.assets import (
+    FORECAST_BACKTEST,
+    FORECAST_BACKTEST_SUMMARY,
+    PIPELINE_FORECAST,
+    PIPELINE_FORECAST_DEALS,
+    ForecastConfig,
+    load_funnel_spells,
+)
+from orchestration.partitions import WRITER_POOL, partition_as_of
+from orchestration.resources import WarehouseResource
+from transforms.forecast import forecast_as_of
+
+PROBABILITY_COLUMNS = (
+    "crm_probability",
+    "stage_win_probability",
+    "win_probability",
+    "probability_won_current_month",
+    "probability_won_current_quarter",
+)
+
+
+def probabilities_outside_unit_interval(deals: pl.DataFrame) -> pl.DataFrame:
+    """Deals with a probability below 0, above 1 or missing (the CRM probability may be missing)."""
+    bad = pl.any_horizontal(
+        *[
+            pl.col(c).is_null() | ~pl.col(c).is_between(0.0, 1.0)
+            for c in PROBABILITY_COLUMNS
+            if c != "crm_probability"
+        ],
+        pl.col("crm_probability").is_not_null() & ~pl.col("crm_probability").is_between(0.0, 1.0),
+    )
+    return deals.filter(bad)
+
+
+def percentiles_out_of_order(frame: pl.DataFrame, p10: str, p50: str, p90: str) -> pl.DataFrame:
+    """Rows where P10 <= P50 <= P90 fails (rows without percentiles aside)."""
+    return frame.filter(
+        pl.col(p10).is_not_null() & ~((pl.col(p10) <= pl.col(p50)) & (pl.col(p50) <= pl.col(p90)))
+    )
+
+
+def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    common = {"partitions_def": partitions_def, "pool": WRITER_POOL}
+
+    @dg.asset_check(
+        asset=PIPELINE_FORECAST_DEALS,
+        name="probabilities_within_unit_interval",
+        description="Every deal's probabilities (stage, age-adjusted, current month and quarter, CRM) lie "
+        "in [0, 1].",
+        blocking=True,
+        **common,
+    )
+    def probabilities_within_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as conn:
+            bad = probabilities_outside_unit_interval(read_frame(conn, "marts", "pipeline_forecast_deals"))
+        return dg.AssetCheckResult(
+            passed=bad.height == 0,
+            metadata={
+                "failing_deals": bad.height,
+                "examples": dg.MetadataValue.json(bad.head(5).select("deal_id").to_series().to_list()),
+            },
+        )
+
+    @dg.asset_check(
+        asset=PIPELINE_FORECAST,
+        name="percentiles_ordered",
+        description="P10 <= P50 <= P90 on every period x line x segment row.",
+        blocking=True,
+        **common,
+    )
+    def percentiles_ordered(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as conn:
+            bad = percentiles_out_of_order(
+                read_frame(conn, "marts", "pipeline_forecast"), "revenue_p10", "revenue_p50", "revenue_p90"
+            )
+        return dg.AssetCheckResult(passed=bad.height == 0, metadata={"failing_rows": bad.height})
+
+    @dg.asset_check(
+        asset=PIPELINE_FORECAST,
+        name="forecast_reproducible",
+        description="Recomputing the forecast from the same inputs gives exactly the written table (seeded "
+        "simulation): two runs on the same data give the same forecast.",
+        **common,
+    )
+    def forecast_reproducible(
+        context: dg.AssetCheckExecutionContext, config: ForecastConfig, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            written = read_frame(conn, "marts", "pipeline_forecast")
+            spells, stages = load_funnel_spells(conn)
+        again = forecast_as_of(spells, stages, as_of, config.horizon_quarters, config.settings()).periods
+        keys = ["period_type", "period_start", "business_line", "segment"]
+        same = written.columns == again.columns and written.sort(keys).equals(again.sort(keys))
+        return dg.AssetCheckResult(passed=same, metadata={"rows_compared": written.height})
+
+    @dg.asset_check(
+        asset=FORECAST_BACKTEST,
+        name="backtest_percentiles_ordered",
+        description="P10 <= P50 <= P90 at every backtest origin.",
+        **common,
+    )
+    def backtest_percentiles_ordered(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as conn:
+            bad = percentiles_out_of_order(
+                read_frame(conn, "marts", "forecast_backtest"), "forecast_p10", "forecast_p50", "forecast_p90"
+            )
+        return dg.AssetCheckResult(passed=bad.height == 0, metadata={"failing_rows": bad.height})
+
+    @dg.asset_check(
+        asset=FORECAST_BACKTEST_SUMMARY,
+        name="learned_beats_naive",
+        description="Total, per horizon: the learned method's backtest MAPE is below the naive weighted "
+        "pipeline's. A warning, not a blocker: it tells the team to distrust the learned figures.",
+        **common,
+    )
+    def learned_beats_naive(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as conn:
+            summary = read_frame(conn, "marts", "forecast_backtest_summary")
+        mape = summary.filter(pl.col("business_line") == "all").pivot(
+            on="method", index="horizon_months", values="mape"
+        )
+        worse = mape.filter(pl.col("learned") >= pl.col("naive"))
+        return dg.AssetCheckResult(
+            passed=worse.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"mape": dg.MetadataValue.json(mape.to_dicts())},
+        )
+
+    return [
+        probabilities_within_unit_interval,
+        percentiles_ordered,
+        forecast_reproducible,
+        backtest_percentiles_ordered,
+        learned_beats_naive,
+    ]

@@ -1,0 +1,147 @@
+"""The forecast assets materialised against the session warehouses: the generated one (scale 0.1, known
+ground truth) for the backtest's acceptance figures, the embedded sample for the kept history."""
+
+import shutil
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from orchestration.defs.forecast.assets import build_forecast_assets
+from orchestration.defs.forecast.checks import build_forecast_checks
+from orchestration.partitions import daily_extract_partitions
+from orchestration.resources import WarehouseResource
+
+
+def _materialize(env, warehouse_path, partition_key: str, selection=None) -> dg.ExecuteInProcessResult:
+    partitions = daily_extract_partitions(env.first_extract_date)
+    definitions = [*build_forecast_assets(partitions), *build_forecast_checks(partitions)]
+    return dg.materialize(
+        definitions,
+        selection=selection,
+        resources={
+            "warehouse": WarehouseResource(duckdb_path=str(warehouse_path), landing_dir=str(env.landing_dir))
+        },
+        partition_key=partition_key,
+        raise_on_error=True,
+    )
+
+
+def _last_extract_date(env) -> date:
+    return max(date.fromisoformat(p.name) for p in env.landing_dir.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def generated_forecast(generated_warehouse, tmp_path_factory):
+    """The forecast assets run once on a copy of the generated warehouse (the session's stays untouched)."""
+    env, manifest = generated_warehouse
+    copy = tmp_path_factory.mktemp("forecast_generated") / "funnel.duckdb"
+    shutil.copy(env.warehouse_path, copy)
+    result = _materialize(env, copy, _last_extract_date(env).isoformat())
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        tables = {
+            name: conn.sql(f"SELECT * FROM marts.{name}").pl()
+            for name in (
+                "pipeline_forecast",
+                "pipeline_forecast_deals",
+                "forecast_backtest",
+                "forecast_backtest_summary",
+            )
+        }
+    return result, tables, manifest
+
+
+def test_assets_and_checks_pass_on_generated_data(generated_forecast):
+    result, tables, _ = generated_forecast
+    assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {
+        "probabilities_within_unit_interval": True,
+        "percentiles_ordered": True,
+        "forecast_reproducible": True,
+        "backtest_percentiles_ordered": True,
+        "learned_beats_naive": True,
+    }
+    assert tables["pipeline_forecast_deals"].height > 100
+
+
+def test_learned_backtest_beats_the_naive_weighted_pipeline(generated_forecast):
+    """The issue's acceptance check: over monthly origins, the learned method's MAPE (total, all lines)
+    is below the naive weighted pipeline's, for the 1-month and the 3-month window."""
+    _, tables, _ = generated_forecast
+    total = tables["forecast_backtest_summary"].filter(pl.col("business_line") == "all")
+    mape = {(h, m): v for h, m, v in total.select("horizon_months", "method", "mape").iter_rows()}
+    origins = total.get_column("origins").unique().to_list()
+    assert len(origins) == 1 and origins[0] >= 18  # monthly origins over the history after a year's warm-up
+    for horizon in (1, 3):
+        assert mape[(horizon, "learned")] < mape[(horizon, "naive")]
+        assert mape[(horizon, "learned")] < mape[(horizon, "naive_unphased")]
+
+
+def test_p10_p90_range_holds_the_actual_at_most_origins(generated_forecast):
+    """Coverage measured: share of origins (total, all lines) whose actual won revenue lies within the
+    simulated P10-P90; about 0.8 for a calibrated range. What the generator plants and the model cannot
+    know (a crisis that cuts win rates for six months) keeps it below, so the band is honest, not 0.8."""
+    _, tables, _ = generated_forecast
+    total = tables["forecast_backtest_summary"].filter(
+        (pl.col("business_line") == "all") & (pl.col("method") == "learned")
+    )
+    for coverage in total.get_column("p10_p90_coverage"):
+        assert 0.55 <= coverage <= 0.95
+
+
+def test_stage_win_probability_near_the_generator_truth(generated_forecast):
+    """P(win | last open stage) of the chain against params.py: the step rate to won (times the share of
+    exits that are not backward moves), averaged over segments; the chain also sees the crisis and the
+    effort-sink clients, which pull it down a little."""
+    _, tables, manifest = generated_forecast
+    params = manifest["config"]["params"]
+    deals = tables["pipeline_forecast_deals"]
+    for pipeline in params["pipelines"]:
+        line = pipeline["business_line"]
+        last_stage = pipeline["open_stages"][-1]
+        steps = params["step_rates"][line]
+        truth = sum(rates[-1] for rates in steps.values()) / len(steps) * (1 - params["backward_share"])
+        learned = deals.filter((pl.col("business_line") == line) & (pl.col("stage_id") == last_stage))
+        if learned.height:
+            assert learned["stage_win_probability"].mean() == pytest.approx(truth, abs=0.12)
+
+
+def test_history_keeps_each_run_and_explains_the_move(sample_warehouse, tmp_path):
+    env = sample_warehouse
+    copy = tmp_path / "funnel.duckdb"
+    shutil.copy(env.warehouse_path, copy)
+    last = _last_extract_date(env)
+    earlier = last - timedelta(days=7)
+    keys = [
+        dg.AssetKey(["marts", name])
+        for name in (
+            "pipeline_forecast",
+            "pipeline_forecast_deals",
+            "forecast_history",
+            "forecast_history_deals",
+            "forecast_changes",
+        )
+    ]
+    for key in (earlier, last, last):  # the last run twice: its rows are replaced, not doubled
+        _materialize(env, copy, key.isoformat(), selection=keys)
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        history = conn.sql(
+            "SELECT as_of_date, count(*) AS n FROM marts.forecast_history GROUP BY 1 ORDER BY 1"
+        ).pl()
+        forecast_rows = conn.sql("SELECT count(*) FROM marts.pipeline_forecast").fetchall()[0][0]
+        changes = conn.sql("SELECT * FROM marts.forecast_changes").pl()
+        history_deals = conn.sql("SELECT * FROM marts.forecast_history_deals").pl()
+    assert history.get_column("as_of_date").to_list() == [earlier, last]
+    assert history.filter(pl.col("as_of_date") == last)["n"].item() == forecast_rows
+    assert changes.get_column("previous_as_of_date").unique().to_list() == [earlier]
+    # Every deal open in either run is explained once; the contributions add up to the move of the open
+    # pipeline's expected value plus what was won in between.
+    previous = history_deals.filter(pl.col("as_of_date") == earlier)
+    latest = history_deals.filter(pl.col("as_of_date") == last)
+    assert changes.height == len(set(previous["deal_id"]) | set(latest["deal_id"]))
+    won = changes.filter(pl.col("change_type") == "won")["expected_won_amount"].sum()
+    move = latest["expected_won_amount"].sum() - previous["expected_won_amount"].sum() + won
+    assert changes["contribution"].sum() == pytest.approx(move, rel=1e-9)

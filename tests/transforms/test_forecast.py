@@ -1,0 +1,387 @@
+"""The forecast's pieces on hand-computed chains, and on a small synthetic funnel whose figures follow
+from the way it is built: no leakage in the backtest, reproducible simulation, sensible totals."""
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.forecast import (
+    ForecastSettings,
+    cutoff_for,
+    forecast_as_of,
+    funnel_spells,
+    open_deals_at,
+    spells_known_at,
+)
+from transforms.forecast_backtest import backtest, backtest_at, backtest_origins, backtest_summary
+from transforms.forecast_chain import absorption_win_probability, stage_win_probabilities
+from transforms.forecast_history import deal_states_at, forecast_changes
+
+STAGES = pl.DataFrame(
+    {
+        "pipeline_id": ["L"] * 4,
+        "stage_id": ["a", "b", "won", "lost"],
+        "stage_order": [1, 2, 3, 4],
+        "is_won": [False, False, True, False],
+        "is_lost": [False, False, False, True],
+        "is_terminal": [False, False, True, True],
+        "win_probability": [0.2, 0.6, 1.0, 0.0],
+    }
+)
+
+
+def test_absorbing_chain_by_hand():
+    # States a, b; a -> b 0.5, a -> lost 0.5; b -> a 0.2, b -> won 0.6, b -> lost 0.2.
+    # w_a = 0.5 w_b ; w_b = 0.2 w_a + 0.6 = 0.1 w_b + 0.6  =>  w_b = 0.6 / 0.9 = 2/3, w_a = 1/3.
+    matrix = np.array(
+        [
+            # a    b    won  lost
+            [0.0, 0.5, 0.0, 0.5],
+            [0.2, 0.0, 0.6, 0.2],
+        ]
+    )
+    assert absorption_win_probability(matrix) == pytest.approx([1 / 3, 2 / 3])
+
+
+def _transitions(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
+    expanded = [(seg, frm, to) for seg, frm, to, n in rows for _ in range(n)]
+    return pl.DataFrame(
+        {
+            "business_line": ["L"] * len(expanded),
+            "segment": [r[0] for r in expanded],
+            "from_stage_id": [r[1] for r in expanded],
+            "to_state": [r[2] for r in expanded],
+        }
+    )
+
+
+def test_small_segment_is_shrunk_toward_its_line():
+    transitions = _transitions(
+        [
+            ("s1", "a", "b", 6),
+            ("s1", "a", "lost", 4),
+            ("s1", "b", "won", 3),
+            ("s1", "b", "lost", 1),
+            ("s2", "a", "b", 2),
+            ("s2", "a", "lost", 8),
+            ("s2", "b", "won", 1),
+            ("s2", "b", "lost", 3),
+        ]
+    )
+    out = stage_win_probabilities(transitions, STAGES, ["s1", "s2", "s3"], prior_strength=10.0)
+    win = {(r["segment"], r["stage_id"]): r["win_probability"] for r in out.iter_rows(named=True)}
+    # Line: a -> b 8/20 = 0.4, b -> won 4/8 = 0.5; P(win | b) = 0.5, P(win | a) = 0.4 x 0.5 = 0.2.
+    assert win[("all", "b")] == pytest.approx(0.5)
+    assert win[("all", "a")] == pytest.approx(0.2)
+    # s1 with k = 10: a -> b (6 + 10 x 0.4) / (10 + 10) = 0.5; b -> won (3 + 10 x 0.5) / (4 + 10) = 4/7.
+    assert win[("s1", "b")] == pytest.approx(4 / 7)
+    assert win[("s1", "a")] == pytest.approx(0.5 * 4 / 7)
+    # A segment without exits is its line.
+    assert win[("s3", "a")] == pytest.approx(0.2)
+
+
+def test_stage_never_left_falls_back_to_crm_probability():
+    out = stage_win_probabilities(_transitions([("s1", "a", "lost", 5)]), STAGES, ["s1"], prior_strength=10.0)
+    b = out.filter((pl.col("segment") == "all") & (pl.col("stage_id") == "b"))
+    assert b.get_column("win_probability").item() == pytest.approx(0.6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=5), st.integers(min_value=0, max_value=2**32 - 1))
+def test_absorption_probabilities_are_probabilities_and_solve_the_chain(n, seed):
+    rng = np.random.default_rng(seed)
+    rows = rng.random((n, n + 2))
+    rows[:, n + 1] += 0.05  # every state can be lost, so the chain is absorbing
+    rows /= rows.sum(axis=1, keepdims=True)
+    win = absorption_win_probability(rows)
+    assert np.all((win >= 0) & (win <= 1))
+    # First-step equation: w = R_won + Q w.
+    assert win == pytest.approx(rows[:, n] + rows[:, :n] @ win, abs=1e-9)
+
+
+# --- a small synthetic funnel ------------------------------------------------------------------------
+
+
+def synthetic_inputs(seed: int = 1, deals: int = 900, start: datetime = datetime(2024, 1, 1)):
+    """One pipeline a -> b -> won/lost over 20 months: 45 % of a-stays go on to b, 60 % of b-stays win;
+    stays last about 10 days; amounts 1 000-10 000 EUR; a fifth of the deals not won have no amount."""
+    rng = np.random.default_rng(seed)
+    created = start + np.sort(rng.uniform(0, 600, deals)) * timedelta(days=1)
+    spell_rows, deal_rows = [], []
+    for i, t0 in enumerate(created):
+        deal_id = f"D{i:04d}"
+        t1 = t0 + timedelta(days=float(rng.exponential(10.0)) + 0.5)
+        events = [("a", t0), ("b", t1) if rng.random() < 0.45 else ("lost", t1)]
+        if events[-1][0] == "b":
+            t2 = t1 + timedelta(days=float(rng.exponential(10.0)) + 0.5)
+            events.append(("won" if rng.random() < 0.6 else "lost", t2))
+        for k, (stage, at) in enumerate(events):
+            spell_rows.append(
+                {
+                    "spell_id": f"E{i:04d}{k}",
+                    "deal_id": deal_id,
+                    "pipeline_id": "L",
+                    "stage_id": stage,
+                    "stage_order": {"a": 1, "b": 2, "won": 3, "lost": 4}[stage],
+                    "is_won": stage == "won",
+                    "is_lost": stage == "lost",
+                    "is_terminal": stage in ("won", "lost"),
+                    "entered_at": at,
+                    "exited_at": events[k + 1][1] if k + 1 < len(events) else None,
+                    "from_stage_id": events[k - 1][0] if k else None,
+                    "from_entered_at": events[k - 1][1] if k else None,
+                    "entry_direction": "enter"
+                    if k == 0
+                    else ("won" if stage == "won" else "lost" if stage == "lost" else "forward"),
+                }
+            )
+        deal_rows.append(
+            {
+                "deal_id": deal_id,
+                "business_line": "L",
+                "client_id": f"C{i % 50:02d}",
+                # As in a CRM, a won deal always carries its amount; a fifth of the others have none.
+                "amount_reporting": None
+                if events[-1][0] != "won" and rng.random() < 0.2
+                else float(rng.uniform(1_000, 10_000)),
+                "expected_close_date": (t0 + timedelta(days=25)).date(),
+                "closed_at": events[-1][1] if events[-1][0] in ("won", "lost") else None,
+            }
+        )
+    spells = pl.DataFrame(
+        spell_rows, schema_overrides={"exited_at": pl.Datetime("us"), "from_entered_at": pl.Datetime("us")}
+    )
+    deals_frame = pl.DataFrame(deal_rows, schema_overrides={"amount_reporting": pl.Float64})
+    clients = pl.DataFrame({"client_id": [f"C{i:02d}" for i in range(50)], "segment": ["s1", "s2"] * 25})
+    return spells, deals_frame, clients
+
+
+def synthetic_spells(spells: pl.DataFrame, deals: pl.DataFrame, clients: pl.DataFrame) -> pl.LazyFrame:
+    return funnel_spells(
+        spells.lazy(),
+        deals.drop("closed_at").lazy(),
+        clients.lazy(),
+        STAGES.lazy(),
+        deals.select("deal_id", "closed_at").lazy(),
+    )
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return synthetic_inputs()
+
+
+FAST = ForecastSettings(simulations=400)
+
+
+def test_open_pipeline_is_rebuilt_from_spells_before_the_cutoff():
+    at = datetime(2024, 3, 1)
+    spells = pl.DataFrame(
+        {
+            "deal_id": ["X", "X", "Y", "Z"],
+            "stage_id": ["a", "won", "a", "a"],
+            "is_terminal": [False, True, False, False],
+            "entered_at": [
+                at - timedelta(days=3),
+                at + timedelta(days=2),
+                at - timedelta(days=1),
+                at + timedelta(days=1),
+            ],
+            "exited_at": [at + timedelta(days=2), None, None, None],
+            "crm_closed_at": [at + timedelta(days=2), at + timedelta(days=2), at - timedelta(days=1), None],
+        }
+    ).lazy()
+    open_now = open_deals_at(spells_known_at(spells, at), at).collect()
+    # X is open at the cutoff (won two days later); Y's CRM record closed before it (history gap);
+    # Z was created after it.
+    assert open_now.get_column("deal_id").to_list() == ["X"]
+    assert open_now.get_column("days_in_stage").item() == pytest.approx(3.0)
+
+
+def test_backtest_forecast_identical_when_only_future_events_are_added(synthetic):
+    """Plant stage events after the origin only: every forecast figure at the origin stays the same to
+    the last bit, while the actual moves."""
+    spells, deals, clients = synthetic
+    origin = datetime(2025, 3, 1)
+    before = backtest_at(synthetic_spells(spells, deals, clients), STAGES, origin, FAST)
+    open_ids = open_deals_at(
+        spells_known_at(synthetic_spells(spells, deals, clients), origin), origin
+    ).collect()
+    won_ids = spells.filter(pl.col("is_won")).get_column("deal_id")
+    target = open_ids.filter(
+        pl.col("amount_reporting").is_not_null() & ~pl.col("deal_id").is_in(won_ids.implode())
+    ).get_column("deal_id")[0]
+    # The deal's open spell now ends the day after the origin with a win; a later lost spell is appended
+    # to another, already closed deal (events after the origin only).
+    closed = deals.filter(pl.col("closed_at") < origin).get_column("deal_id")[0]
+    future = pl.DataFrame(
+        [
+            {
+                "spell_id": "F1",
+                "deal_id": target,
+                "pipeline_id": "L",
+                "stage_id": "won",
+                "stage_order": 3,
+                "is_won": True,
+                "is_lost": False,
+                "is_terminal": True,
+                "entered_at": origin + timedelta(days=1),
+                "exited_at": None,
+                "from_stage_id": "a",
+                "from_entered_at": None,
+                "entry_direction": "won",
+            },
+            {
+                "spell_id": "F2",
+                "deal_id": closed,
+                "pipeline_id": "L",
+                "stage_id": "a",
+                "stage_order": 1,
+                "is_won": False,
+                "is_lost": False,
+                "is_terminal": False,
+                "entered_at": origin + timedelta(days=2),
+                "exited_at": None,
+                "from_stage_id": "lost",
+                "from_entered_at": None,
+                "entry_direction": "reopen",
+            },
+        ],
+        schema=spells.schema,
+    )
+    planted = pl.concat(
+        [
+            spells.filter(~((pl.col("deal_id") == target) & (pl.col("entered_at") >= origin))).with_columns(
+                exited_at=pl.when((pl.col("deal_id") == target) & pl.col("exited_at").is_null())
+                .then(pl.lit(origin + timedelta(days=1)))
+                .otherwise(pl.col("exited_at"))
+            ),
+            future,
+        ]
+    )
+    after = backtest_at(synthetic_spells(planted, deals, clients), STAGES, origin, FAST)
+    forecast_columns = ["forecast_revenue", "forecast_p10", "forecast_p50", "forecast_p90", "open_deal_count"]
+    assert after.select(forecast_columns).equals(before.select(forecast_columns))
+    # The planted win is in the actuals.
+    assert (after["actual_won_revenue"] > before["actual_won_revenue"]).all()
+
+
+def test_forecast_is_reproducible_and_percentiles_ordered(synthetic):
+    spells = synthetic_spells(*synthetic).collect().lazy()
+    first = forecast_as_of(spells, STAGES, date(2025, 6, 15), settings=FAST)
+    second = forecast_as_of(spells, STAGES, date(2025, 6, 15), settings=FAST)
+    assert first.periods.equals(second.periods)
+    assert first.deals.equals(second.deals)
+    p = first.periods
+    assert ((p["revenue_p10"] <= p["revenue_p50"]) & (p["revenue_p50"] <= p["revenue_p90"])).all()
+    assert first.deals["win_probability"].is_between(0.0, 1.0).all()
+
+
+def test_open_deal_win_probability_matches_the_built_funnel(synthetic):
+    # Built: P(win | a) = 0.45 x 0.6 = 0.27, P(win | b) = 0.6, for both segments, no age effect.
+    result = forecast_as_of(synthetic_spells(*synthetic), STAGES, date(2025, 6, 15), settings=FAST)
+    by_stage = result.deals.group_by("stage_id").agg(pl.col("stage_win_probability").mean())
+    expected = {"a": 0.27, "b": 0.6}
+    for stage, p in by_stage.iter_rows():
+        assert p == pytest.approx(expected[stage], abs=0.08)
+
+
+def test_month_rows_add_up_to_quarters_and_segments_to_lines(synthetic):
+    result = forecast_as_of(synthetic_spells(*synthetic), STAGES, date(2025, 6, 15), settings=FAST)
+    p = result.periods
+    quarter = p.filter(
+        (pl.col("period_type") == "quarter")
+        & (pl.col("period_start") == date(2025, 7, 1))
+        & (pl.col("segment") == "all")
+        & (pl.col("business_line") == "all")
+    )["expected_revenue"].item()
+    months = p.filter(
+        (pl.col("period_type") == "month")
+        & pl.col("period_start").is_between(date(2025, 7, 1), date(2025, 9, 1))
+        & (pl.col("segment") == "all")
+        & (pl.col("business_line") == "all")
+    )["expected_revenue"].sum()
+    assert quarter == pytest.approx(months)
+    parts = p.filter((pl.col("period_type") == "month") & (pl.col("segment") != "all"))
+    lines = p.filter(
+        (pl.col("period_type") == "month") & (pl.col("segment") == "all") & (pl.col("business_line") == "L")
+    )
+    assert parts["expected_revenue"].sum() == pytest.approx(lines["expected_revenue"].sum())
+
+
+def test_backtest_learned_beats_naive_on_the_synthetic_funnel(synthetic):
+    spells = synthetic_spells(*synthetic).collect()
+    origins = backtest_origins(spells["entered_at"].min(), date(2025, 8, 20), 12, 3)
+    assert origins[0] == datetime(2025, 2, 1) and origins[-1] == datetime(2025, 5, 1)
+    summary = backtest_summary(backtest(spells.lazy(), STAGES, origins, FAST).lazy()).collect()
+    mape = {
+        (h, m): v
+        for h, m, v in summary.filter(pl.col("business_line") == "all")
+        .select("horizon_months", "method", "mape")
+        .iter_rows()
+    }
+    assert mape[(1, "learned")] < mape[(1, "naive_unphased")]
+
+
+def test_forecast_changes_name_what_moved_and_add_up():
+    def run(as_of, rows):
+        return pl.DataFrame(
+            [
+                {
+                    "as_of_date": as_of,
+                    "current_quarter_start": date(2025, 4, 1),
+                    "deal_id": d,
+                    "business_line": "L",
+                    "segment": "s1",
+                    "stage_id": s,
+                    "stage_order": o,
+                    "deal_amount_reporting": a,
+                    "win_probability": p,
+                    "expected_won_amount": p * a,
+                    "expected_revenue_current_quarter": q,
+                }
+                for d, s, o, a, p, q in rows
+            ]
+        )
+
+    previous = run(
+        date(2025, 5, 1),
+        [("A", "a", 1, 100.0, 0.3, 10.0), ("B", "b", 2, 200.0, 0.6, 90.0), ("C", "a", 1, 50.0, 0.3, 5.0)],
+    )
+    latest = run(date(2025, 5, 8), [("A", "b", 2, 100.0, 0.6, 40.0), ("D", "a", 1, 80.0, 0.3, 8.0)])
+    states = pl.DataFrame(
+        {
+            "deal_id": ["A", "B", "C", "D"],
+            "state": ["open", "won", "lost", "open"],
+            "state_entered_at": [
+                datetime(2025, 5, 2),
+                datetime(2025, 5, 3),
+                datetime(2025, 5, 4),
+                datetime(2025, 5, 5),
+            ],
+            "amount_reporting": [100.0, 200.0, 50.0, 80.0],
+        }
+    )
+    changes = forecast_changes(previous.lazy(), latest.lazy(), states.lazy()).collect()
+    kind = dict(changes.select("deal_id", "change_type").iter_rows())
+    assert kind == {"A": "moved_forward", "B": "won", "C": "lost", "D": "added"}
+    contribution = dict(changes.select("deal_id", "contribution").iter_rows())
+    # A: 0.6 x 100 - 0.3 x 100 = 30; B: won 200 - 0.6 x 200 = 80; C: 0 - 15 = -15; D: 0.3 x 80 = 24.
+    assert contribution == pytest.approx({"A": 30.0, "B": 80.0, "C": -15.0, "D": 24.0})
+    # Quarter: A 40 - 10 = 30; B won inside the quarter: 200 - 90 = 110; C: -5; D: 8.
+    quarter = dict(changes.select("deal_id", "contribution_current_quarter").iter_rows())
+    assert quarter == pytest.approx({"A": 30.0, "B": 110.0, "C": -5.0, "D": 8.0})
+    assert changes["previous_as_of_date"].unique().to_list() == [date(2025, 5, 1)]
+
+
+def test_deal_states_at_a_cutoff(synthetic):
+    spells = synthetic_spells(*synthetic)
+    cutoff = cutoff_for(date(2025, 6, 15))
+    states = deal_states_at(spells, cutoff).collect()
+    open_ids = open_deals_at(spells_known_at(spells, cutoff), cutoff).collect()["deal_id"]
+    assert set(states.filter(pl.col("state") == "open")["deal_id"]) == set(open_ids)
+    assert set(states["state"].unique()) <= {"open", "won", "lost", "closed_in_crm"}

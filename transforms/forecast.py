@@ -1,0 +1,996 @@
+"""Forecast of won revenue from the open funnel and the leads still to come.
+
+Everything is computed "as of" a cutoff instant: only stage events strictly before it are known (the
+funnel is rebuilt from the spells, never from the deals' current state), and the model is learned
+from the `training_window_days` before it. The live forecast uses the end of the as-of day as cutoff;
+the backtest uses the first instant of each month.
+
+Open at the cutoff: a deal whose spell in an open stage started before it and had not ended, unless
+its CRM record says it closed before the cutoff (a close event missing from the log would otherwise
+keep it open, and forecast, forever). Segment and amount are today's (the marts keep no history of
+them); that is the one thing the backtest takes from after its origin.
+
+The learned method, per open deal:
+- P(win | stage, business line, segment): absorbing Markov chain (`transforms.forecast_chain`), the
+  segment's rows shrunk toward its line;
+- age in stage: the deal's days in stage over the stage's median completed stay gives an age bucket;
+  the bucket's factor (how often stays that reached that age went on to a win within `age_follow_up_days`,
+  relative to all stays, pooled over stages and shrunk toward 1) scales P(win);
+- timing: the days from entering a stage to winning, taken from won deals of the window whose stay in
+  that stage lasted at least as long as this deal's age; the draw minus the age is the deal's
+  remaining time (pools: line x segment x stage, else line x stage, each needing
+  `min_timing_samples`; else line x stage ignoring age);
+- amount: the deal's amount in EUR (dim_deals.amount_reporting, today's value: the marts keep no
+  amount history); without one, the average won deal of its line x segment in the window (flagged).
+
+Leads not yet created: the line x segment's funnel entries per day over the last
+`inflow_window_days`, times P(win | entry stage mix), placed in months by the observed created-to-won
+cycle times, valued at won deal sizes drawn from the window.
+
+Totals: expected values are sums of P(win) x amount x the share of the deal's timing draws in the
+period; P10, P50, P90 come from `simulations` joint draws (win ~ Bernoulli on the log-odds plus a shock
+common to all deals, its spread the month-to-month variation of win rates beyond binomial noise;
+timing from the pools; new won deals ~ Poisson with the inflow rate drawn from its Gamma posterior;
+amounts from the won pool) with a numpy Generator seeded from the cutoff date. Frames are sorted and
+group-by float sums taken over integers (`exact_sum`), so two runs on the same data give the same
+figures to the last bit.
+
+Naive baseline: the weighted pipeline, open deals' amount x the catalogue's stage probability, placed
+in the period of each deal's expected close date (an overdue date counts in the first period), as a
+CRM shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from transforms.forecast_chain import (
+    PROBABILITY_SCALE,
+    age_factors,
+    exact_sum,
+    stage_win_probabilities,
+    transitions_known_at,
+)
+
+DAY_US = 86_400e6
+TOTAL = "all"
+_GROUP_STRIDE = 1e7  # days; longer than any stay, so group * stride + stay sorts by group then stay
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """Knobs of the learned forecast; the defaults are what the warehouse runs."""
+
+    training_window_days: int = 365
+    """Transitions, won deals and deal sizes of this many days before the cutoff train the model."""
+    inflow_window_days: int = 91
+    """Recent inflow rate of new leads: funnel entries over this many days before the cutoff."""
+    segment_prior_strength: float = 20.0
+    """Pseudo-exits pulling a segment's chain row toward its business line's."""
+    age_prior_strength: float = 10.0
+    """Pseudo-exits pulling an age bucket's factor toward 1 (no age effect)."""
+    age_bucket_edges: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    """Age buckets, in multiples of the stage's median completed stay (first bucket from 0)."""
+    age_follow_up_days: float = 180.0
+    """A stay that has not left its stage this long after reaching an age bucket counts as not won."""
+    min_timing_samples: int = 20
+    """Smallest timing pool used before falling back to a coarser one."""
+    simulations: int = 2000
+    """Joint draws behind P10/P50/P90."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """A forecast period: [start_at, end_at) clipped to start at the cutoff; months are disjoint."""
+
+    period_type: str
+    period_start: date
+    period_end: date
+    month_indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """Per period x line x segment (with totals) figures and the per-deal table of one cutoff."""
+
+    periods: pl.DataFrame
+    deals: pl.DataFrame
+
+
+MONEY_SCALE = 100.0  # cents: money sums are exact (see forecast_chain.exact_sum)
+
+
+def _days_since(column: str, cutoff_at: datetime) -> pl.Expr:
+    return (pl.col(column) - pl.lit(cutoff_at)).dt.total_microseconds() / DAY_US
+
+
+def _days_between(start: str, end: str) -> pl.Expr:
+    return (pl.col(end) - pl.col(start)).dt.total_microseconds() / DAY_US
+
+
+def funnel_spells(
+    spells: pl.LazyFrame,
+    deals: pl.LazyFrame,
+    clients: pl.LazyFrame,
+    stages: pl.LazyFrame,
+    crm_deals: pl.LazyFrame,
+) -> pl.LazyFrame:
+    """One row per spell with what the forecast needs of its deal (line, today's segment and amount,
+    expected close date, when the CRM record says it closed) and its stage (CRM probability).
+    Sources: int_deal_stage_spells, dim_deals, dim_clients, stg_crm__stages, stg_crm__deals."""
+    deal_columns = deals.select(
+        "deal_id",
+        "business_line",
+        "client_id",
+        pl.col("amount_reporting").cast(pl.Float64),
+        "expected_close_date",
+    )
+    segments = clients.select("client_id", "segment")
+    crm_closed = crm_deals.select("deal_id", pl.col("closed_at").alias("crm_closed_at"))
+    crm = stages.select("pipeline_id", "stage_id", pl.col("win_probability").alias("crm_probability")).unique(
+        subset=["pipeline_id", "stage_id"]
+    )
+    return (
+        spells.select(
+            "deal_id",
+            "pipeline_id",
+            "stage_id",
+            "stage_order",
+            "is_won",
+            "is_lost",
+            "is_terminal",
+            "entered_at",
+            "exited_at",
+            "from_stage_id",
+            "from_entered_at",
+            "entry_direction",
+        )
+        .join(deal_columns, on="deal_id", how="inner")
+        .join(segments, on="client_id", how="left")
+        .join(crm_closed, on="deal_id", how="left")
+        .join(crm, on=["pipeline_id", "stage_id"], how="left")
+        .with_columns(
+            segment=pl.col("segment").fill_null("unknown"),
+            from_stage_days=_days_between("from_entered_at", "entered_at"),
+        )
+        .drop("client_id")
+        # A fixed row order makes every float sum, and so every figure, identical from run to run: a
+        # group-by over rows in a fixed order sums them in a fixed order (not so after a join, whose
+        # output order is free, hence the sorts before aggregating below).
+        .sort("deal_id", "entered_at", "stage_id")
+    )
+
+
+def spells_known_at(spells: pl.LazyFrame, cutoff_at: datetime) -> pl.LazyFrame:
+    """The spells as they looked at `cutoff_at`: later spells dropped, a stay still going on reopened.
+
+    Every step of the forecast reads only this, so nothing after the cutoff can leak in."""
+    return spells.filter(pl.col("entered_at") < cutoff_at).with_columns(
+        exited_at=pl.when(pl.col("exited_at") < cutoff_at).then(pl.col("exited_at"))
+    )
+
+
+def open_deals_at(known_spells: pl.LazyFrame, cutoff_at: datetime) -> pl.LazyFrame:
+    """One row per deal in an open stage at the cutoff, with its days in that stage.
+
+    A deal whose CRM record was closed before the cutoff is not open, even when the log lacks its
+    close event (a history gap): it would sit in the pipeline forever and never be won."""
+    return known_spells.filter(
+        pl.col("exited_at").is_null()
+        & ~pl.col("is_terminal")
+        & (pl.col("crm_closed_at").is_null() | (pl.col("crm_closed_at") >= cutoff_at))
+    ).with_columns(days_in_stage=-_days_since("entered_at", cutoff_at))
+
+
+def won_deals(spells: pl.LazyFrame, start_at, end_at) -> pl.LazyFrame:
+    """One row per deal whose first entry into a won stage in [start_at, end_at) falls there."""
+    return (
+        spells.filter(pl.col("is_won") & (pl.col("entered_at") >= start_at) & (pl.col("entered_at") < end_at))
+        .group_by("deal_id")
+        .agg(
+            won_at=pl.col("entered_at").min(),
+            business_line=pl.col("business_line").first(),
+            segment=pl.col("segment").first(),
+            amount_reporting=pl.col("amount_reporting").first(),
+        )
+        .sort("deal_id")
+    )
+
+
+@dataclass(frozen=True)
+class FunnelModel:
+    """What was learned from the window before a cutoff."""
+
+    stage_win: pl.DataFrame
+    age: pl.DataFrame
+    timing: pl.DataFrame
+    cycles: pl.DataFrame
+    won_sizes: pl.DataFrame
+    new_leads: pl.DataFrame
+    transitions_observed: int
+    win_odds_sigma: float
+    """Month-to-month spread of the log-odds of winning beyond binomial noise: a shock common to all
+    deals (market mood), drawn once per simulation."""
+
+
+def learn_funnel_model(
+    known_spells: pl.LazyFrame, stages: pl.DataFrame, cutoff_at: datetime, settings: ForecastSettings
+) -> FunnelModel:
+    """Learn the chain, age factors, timing pools, deal sizes and inflow from spells before the cutoff."""
+    window_start = cutoff_at - timedelta(days=settings.training_window_days)
+    transitions = transitions_known_at(known_spells, cutoff_at, window_start).collect()
+    segments = sorted(known_spells.select(pl.col("segment").unique()).collect().get_column("segment"))
+    stage_win = stage_win_probabilities(transitions, stages, segments, settings.segment_prior_strength)
+    age = age_factors(
+        _stays(known_spells, cutoff_at),
+        stage_win.lazy().filter(pl.col("segment") == TOTAL),
+        cutoff_at,
+        settings.age_bucket_edges,
+        settings.age_follow_up_days,
+        settings.age_prior_strength,
+    ).collect()
+
+    won = won_deals(known_spells, window_start, cutoff_at)
+    timing = (
+        known_spells.join(won.select("deal_id", "won_at"), on="deal_id", how="inner")
+        .filter(~pl.col("is_terminal") & (pl.col("entered_at") < pl.col("won_at")))
+        .select(
+            "business_line",
+            "segment",
+            "stage_id",
+            stay_days=_days_between("entered_at", "exited_at"),
+            days_to_won=_days_between("entered_at", "won_at"),
+        )
+        .sort(pl.all())
+        .collect()
+    )
+    entries = known_spells.filter(pl.col("from_stage_id").is_null())
+    cycles = (
+        entries.join(won.select("deal_id", "won_at"), on="deal_id", how="inner")
+        .select("business_line", "segment", days_to_won=_days_between("entered_at", "won_at"))
+        .sort(pl.all())
+        .collect()
+    )
+    won_sizes = (
+        won.filter(pl.col("amount_reporting").is_not_null())
+        .select("business_line", "segment", "amount_reporting")
+        .sort(pl.all())
+        .collect()
+    )
+    inflow_start = cutoff_at - timedelta(days=settings.inflow_window_days)
+    new_leads = _new_lead_rates(entries, stage_win, inflow_start, window_start, cutoff_at, settings).collect()
+    return FunnelModel(
+        stage_win=stage_win,
+        age=age,
+        timing=timing,
+        cycles=cycles,
+        won_sizes=won_sizes,
+        new_leads=new_leads,
+        transitions_observed=transitions.height,
+        win_odds_sigma=win_odds_volatility(known_spells, window_start, cutoff_at),
+    )
+
+
+def win_odds_volatility(known_spells: pl.LazyFrame, window_start: datetime, cutoff_at: datetime) -> float:
+    """Spread of the monthly log-odds of won among closed deals beyond what binomial noise explains.
+
+    Per business line and month of the window: r = won / (won + lost) closes; the variance of
+    logit(r) across months minus its mean sampling variance 1 / (n r (1 - r)), pooled over lines,
+    floored at 0. Deals of one period share the market they close in; without this the simulated
+    range would treat every deal as independent and be too narrow."""
+    monthly = (
+        known_spells.filter(
+            (pl.col("is_won") | pl.col("is_lost"))
+            & pl.col("from_stage_id").is_not_null()
+            & (pl.col("entry_direction") != "reopen")
+            & (pl.col("entered_at") >= window_start)
+            & (pl.col("entered_at") < cutoff_at)
+        )
+        .group_by("business_line", pl.col("entered_at").dt.truncate("1mo").alias("month"))
+        .agg(n=pl.len(), won=pl.col("is_won").sum())
+        .filter((pl.col("won") > 0) & (pl.col("won") < pl.col("n")))
+        .sort("business_line", "month")
+        .with_columns(rate=pl.col("won") / pl.col("n"))
+        .with_columns(
+            log_odds=(pl.col("rate") / (1 - pl.col("rate"))).log(),
+            sampling_variance=1.0 / (pl.col("n") * pl.col("rate") * (1 - pl.col("rate"))),
+        )
+        .group_by("business_line")
+        .agg(
+            months=pl.len(),
+            log_odds=pl.col("log_odds"),
+            sampling_variance=pl.col("sampling_variance"),
+        )
+        .filter(pl.col("months") >= 3)
+        .sort("business_line")
+        .collect()
+    )
+    if monthly.height == 0:
+        return 0.0
+    # numpy over sorted lists: the same sums in the same order on every run.
+    weights = monthly.get_column("months").to_numpy() - 1.0
+    excess = np.array(
+        [
+            np.var(np.sort(np.asarray(x)), ddof=1) - np.mean(np.sort(np.asarray(v)))
+            for x, v in zip(
+                monthly.get_column("log_odds"), monthly.get_column("sampling_variance"), strict=True
+            )
+        ]
+    )
+    return float(np.sqrt(max(float((excess * weights).sum() / weights.sum()), 0.0)))
+
+
+def _stays(known_spells: pl.LazyFrame, cutoff_at: datetime) -> pl.LazyFrame:
+    """Every stay in an open stage known at the cutoff, finished (with its next state) or still going.
+
+    The whole known history, not the training window: how stalling deals end is slow to observe."""
+    finished = transitions_known_at(known_spells, cutoff_at, datetime.min).select(
+        "business_line",
+        "from_stage_id",
+        "stay_start_at",
+        pl.col("from_stage_days").alias("stay_days"),
+        "to_state",
+    )
+    ongoing = open_deals_at(known_spells, cutoff_at).select(
+        "business_line",
+        pl.col("stage_id").alias("from_stage_id"),
+        pl.col("entered_at").alias("stay_start_at"),
+        pl.lit(None, dtype=pl.Float64).alias("stay_days"),
+        pl.lit(None, dtype=pl.String).alias("to_state"),
+    )
+    return pl.concat([finished, ongoing])
+
+
+def _new_lead_rates(
+    entries: pl.LazyFrame,
+    stage_win: pl.DataFrame,
+    inflow_start: datetime,
+    window_start: datetime,
+    cutoff_at: datetime,
+    settings: ForecastSettings,
+) -> pl.LazyFrame:
+    """One row per line x segment: entries per day lately and P(win) of a new entry.
+
+    P(win | entry) = sum over entry stages of the segment's entry share (shrunk toward the line's, as
+    the chain rows are) x P(win | stage)."""
+    k = settings.segment_prior_strength
+    window_entries = entries.filter(pl.col("entered_at") >= window_start)
+    by_segment = window_entries.group_by("business_line", "segment", "stage_id").agg(n=pl.len())
+    by_line = (
+        window_entries.group_by("business_line", "stage_id")
+        .agg(n_line=pl.len())
+        .with_columns(line_share=pl.col("n_line") / pl.col("n_line").sum().over("business_line"))
+    )
+    segment_win = stage_win.lazy().filter(pl.col("segment") != TOTAL)
+    entry_win = (
+        by_segment.select("business_line", "segment")
+        .unique()
+        .join(by_line, on="business_line", how="inner")
+        .join(by_segment, on=["business_line", "segment", "stage_id"], how="left")
+        .with_columns(pl.col("n").fill_null(0))
+        .sort("business_line", "segment", "stage_id")
+        .with_columns(
+            share=(pl.col("n") + k * pl.col("line_share"))
+            / (pl.col("n").sum().over("business_line", "segment") + k)
+        )
+        .join(segment_win, on=["business_line", "segment", "stage_id"], how="inner")
+        .sort("business_line", "segment", "stage_id")
+        .group_by("business_line", "segment")
+        .agg(
+            entry_win_probability=exact_sum(pl.col("share") * pl.col("win_probability"), PROBABILITY_SCALE)
+            / exact_sum(pl.col("share"), PROBABILITY_SCALE)
+        )
+    )
+    inflow = (
+        entries.filter(pl.col("entered_at") >= inflow_start)
+        .group_by("business_line", "segment")
+        .agg(recent_entries=pl.len())
+    )
+    return (
+        entry_win.join(inflow, on=["business_line", "segment"], how="left")
+        .with_columns(pl.col("recent_entries").fill_null(0))
+        .with_columns(daily_inflow=pl.col("recent_entries") / settings.inflow_window_days)
+        .sort("business_line", "segment")
+    )
+
+
+def score_open_deals(
+    open_deals: pl.LazyFrame, model: FunnelModel, settings: ForecastSettings
+) -> pl.LazyFrame:
+    """Open deals with P(win | stage, line, segment, age in stage) and the amount the forecast uses."""
+    medians = (
+        model.age.lazy()
+        .filter(pl.col("age_bucket") == 0)
+        .select("business_line", "stage_id", "median_stay_days")
+    )
+    bucket = pl.sum_horizontal(
+        *[
+            (pl.col("days_in_stage") >= edge * pl.col("median_stay_days")).cast(pl.Int64)
+            for edge in settings.age_bucket_edges
+        ]
+    )
+    average_won = _average_won_size(model.won_sizes.lazy())
+    return (
+        open_deals.join(
+            model.stage_win.lazy().select(
+                "business_line",
+                "segment",
+                "stage_id",
+                pl.col("win_probability").alias("stage_win_probability"),
+            ),
+            on=["business_line", "segment", "stage_id"],
+            how="left",
+        )
+        .join(medians, on=["business_line", "stage_id"], how="left")
+        .with_columns(age_bucket=pl.when(pl.col("median_stay_days").is_not_null()).then(bucket).otherwise(0))
+        .join(
+            model.age.lazy().select("business_line", "stage_id", "age_bucket", "age_factor"),
+            on=["business_line", "stage_id", "age_bucket"],
+            how="left",
+        )
+        .join(average_won, on=["business_line", "segment"], how="left")
+        .with_columns(
+            # A stage unknown to the chain (no catalogue row) keeps the CRM probability.
+            stage_win_probability=pl.col("stage_win_probability")
+            .fill_null(pl.col("crm_probability"))
+            .fill_null(0.0),
+            age_factor=pl.col("age_factor").fill_null(1.0),
+            is_amount_imputed=pl.col("amount_reporting").is_null(),
+            forecast_amount=pl.col("amount_reporting").fill_null(pl.col("average_won_amount")).fill_null(0.0),
+        )
+        .with_columns(
+            win_probability=(pl.col("stage_win_probability") * pl.col("age_factor")).clip(0.0, 1.0),
+            naive_weighted_amount=pl.col("forecast_amount") * pl.col("crm_probability").fill_null(0.0),
+        )
+        .sort("deal_id")
+    )
+
+
+def _average_won_size(won_sizes: pl.LazyFrame) -> pl.LazyFrame:
+    """Average won deal size per line x segment, the line's where the segment won nothing."""
+    won_sizes = won_sizes.sort(pl.all())
+    by_segment = won_sizes.group_by("business_line", "segment").agg(
+        segment_average=exact_sum(pl.col("amount_reporting"), MONEY_SCALE) / pl.len()
+    )
+    by_line = won_sizes.group_by("business_line").agg(
+        line_average=exact_sum(pl.col("amount_reporting"), MONEY_SCALE) / pl.len()
+    )
+    overall = won_sizes.select(overall_average=exact_sum(pl.col("amount_reporting"), MONEY_SCALE) / pl.len())
+    lines = won_sizes.select("business_line").unique()
+    return (
+        lines.join(won_sizes.select("segment").unique(), how="cross")
+        .join(by_segment, on=["business_line", "segment"], how="left")
+        .join(by_line, on="business_line", how="left")
+        .join(overall, how="cross")
+        .select(
+            "business_line",
+            "segment",
+            average_won_amount=pl.coalesce("segment_average", "line_average", "overall_average"),
+        )
+    )
+
+
+def month_edges(cutoff_at: datetime, months: int) -> tuple[list[date], np.ndarray]:
+    """Starts of the `months` calendar months from the cutoff's, and their edges in days from the
+    cutoff (the first month starts at the cutoff: what is before it is already known)."""
+    first = date(cutoff_at.year, cutoff_at.month, 1)
+    starts = [_add_months(first, i) for i in range(months + 1)]
+    edges = np.array(
+        [
+            max((datetime.combine(s, datetime.min.time()) - cutoff_at).total_seconds() / 86_400, 0.0)
+            for s in starts
+        ]
+    )
+    return starts[:-1], edges
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def forecast_periods(cutoff_at: datetime, horizon_quarters: int) -> tuple[list[Period], np.ndarray]:
+    """The months and quarters from the cutoff's quarter through `horizon_quarters` quarters."""
+    first_month = date(cutoff_at.year, cutoff_at.month, 1)
+    quarter_start = date(first_month.year, 3 * ((first_month.month - 1) // 3) + 1, 1)
+    end = _add_months(quarter_start, 3 * horizon_quarters)
+    months = (end.year - first_month.year) * 12 + end.month - first_month.month
+    starts, edges = month_edges(cutoff_at, months)
+    periods = [Period("month", s, _add_months(s, 1) - timedelta(days=1), (i,)) for i, s in enumerate(starts)]
+    for q in range(horizon_quarters):
+        q_start = _add_months(quarter_start, 3 * q)
+        indexes = tuple(i for i, s in enumerate(starts) if q_start <= s < _add_months(q_start, 3))
+        periods.append(Period("quarter", q_start, _add_months(q_start, 3) - timedelta(days=1), indexes))
+    return periods, edges
+
+
+def _group_codes(frame: pl.DataFrame, keys: list[str], pool: pl.DataFrame) -> np.ndarray:
+    """Code of each row's group in `pool` (-1 where the pool lacks it)."""
+    codes = pool.select(keys).unique(maintain_order=True).with_row_index("group_code")
+    return (
+        frame.select(keys)
+        .with_row_index("_row")
+        .join(codes, on=keys, how="left")
+        .sort("_row")
+        .get_column("group_code")
+        .cast(pl.Int64)
+        .fill_null(-1)
+        .to_numpy()
+    )
+
+
+def _sorted_pool(pool: pl.DataFrame, keys: list[str], sort_by: str, values: str) -> tuple[np.ndarray, ...]:
+    """Pool rows ordered by group then `sort_by`: (group code, sort value, drawn value)."""
+    codes = pool.select(keys).unique(maintain_order=True).with_row_index("group_code")
+    ordered = pool.join(codes, on=keys, how="left").sort("group_code", sort_by, values)
+    return (
+        ordered.get_column("group_code").cast(pl.Int64).to_numpy(),
+        ordered.get_column(sort_by).to_numpy().astype(float),
+        ordered.get_column(values).to_numpy().astype(float),
+    )
+
+
+def remaining_days_draws(
+    deals: pl.DataFrame, timing: pl.DataFrame, min_samples: int, draws: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Days from the cutoff to the win, `draws` per deal, if the deal wins; and the pool level used.
+
+    Levels: 0 = line x segment x stage among stays at least as old, 1 = line x stage among stays at
+    least as old, 2 = line x stage at any age (the draw taken as time from now), 3 = no history (30
+    days)."""
+    n = deals.height
+    chosen_lo = np.zeros(n, dtype=np.int64)
+    chosen_hi = np.zeros(n, dtype=np.int64)
+    level = np.full(n, 3)
+    pool_of = np.full(n, -1)
+    pools = []
+    age = deals.get_column("days_in_stage").to_numpy().astype(float)
+    for index, (keys, conditional) in enumerate(
+        [
+            (["business_line", "segment", "stage_id"], True),
+            (["business_line", "stage_id"], True),
+            (["business_line", "stage_id"], False),
+        ]
+    ):
+        if timing.height == 0:
+            break
+        group, stay, to_won = _sorted_pool(timing, keys, "stay_days", "days_to_won")
+        pools.append((to_won, conditional))
+        code = _group_codes(deals, keys, timing)
+        known = code >= 0
+        lo = np.searchsorted(group, code, side="left")
+        hi = np.searchsorted(group, code, side="right")
+        if conditional:
+            # The pool is sorted by (group, stay): skip the group's stays shorter than the deal's age.
+            composite = group * _GROUP_STRIDE + stay
+            lo = np.searchsorted(composite, code * _GROUP_STRIDE + age, side="left")
+        enough = known & (hi - lo >= (min_samples if index < 2 else 1)) & (level == 3)
+        chosen_lo[enough], chosen_hi[enough] = lo[enough], hi[enough]
+        level[enough], pool_of[enough] = index, len(pools) - 1
+    remaining = np.full((n, draws), 30.0)
+    u = rng.random((n, draws))
+    for p, (to_won, conditional) in enumerate(pools):
+        rows = pool_of == p
+        if not rows.any():
+            continue
+        lo, hi = chosen_lo[rows, None], chosen_hi[rows, None]
+        picked = to_won[lo + np.floor(u[rows] * (hi - lo)).astype(np.int64)]
+        remaining[rows] = np.maximum(picked - age[rows, None], 0.0) if conditional else picked
+    return remaining, level
+
+
+def _new_lead_intensity(
+    new_leads: pl.DataFrame, cycles: pl.DataFrame, edges: np.ndarray, min_samples: int
+) -> np.ndarray:
+    """Expected new won deals per line x segment row x month from leads created after the cutoff.
+
+    A lead created on day t (day midpoints from the cutoff) is won in month m with probability
+    P(win | entry) x P(cycle in [edge_m - t, edge_m+1 - t)); the inflow rate sums that over days."""
+    rows = new_leads.height
+    intensity = np.zeros((rows, len(edges) - 1))
+    if rows == 0 or cycles.height == 0:
+        return intensity
+    days = np.arange(0.5, edges[-1], 1.0)
+    for r, (line, segment, rate, win) in enumerate(
+        new_leads.select("business_line", "segment", "daily_inflow", "entry_win_probability").iter_rows()
+    ):
+        sample = cycles.filter((pl.col("business_line") == line) & (pl.col("segment") == segment))
+        if sample.height < min_samples:
+            sample = cycles.filter(pl.col("business_line") == line)
+        if sample.height == 0:
+            continue
+        cycle = np.sort(sample.get_column("days_to_won").to_numpy())
+        # P(cycle <= edge - t) for every edge and creation day, then differences per month.
+        below = np.searchsorted(cycle, edges[:, None] - days[None, :], side="right") / cycle.size
+        intensity[r] = rate * win * np.diff(below, axis=0).sum(axis=1)
+    return intensity
+
+
+def _won_size_draws(new_leads: pl.DataFrame, won_sizes: pl.DataFrame, min_samples: int) -> list[np.ndarray]:
+    """Per line x segment row, the won deal sizes a new won deal is drawn from (the line's if few)."""
+    out = []
+    for line, segment in new_leads.select("business_line", "segment").iter_rows():
+        sample = won_sizes.filter((pl.col("business_line") == line) & (pl.col("segment") == segment))
+        if sample.height < min_samples:
+            sample = won_sizes.filter(pl.col("business_line") == line)
+        if sample.height == 0:
+            sample = won_sizes
+        out.append(sample.get_column("amount_reporting").to_numpy().astype(float))
+    return out
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Draws and expectations per line x segment group and month."""
+
+    groups: pl.DataFrame
+    """business_line, segment; row i is group i."""
+    open_draws: np.ndarray
+    """(simulations, groups, months) won revenue from open deals."""
+    new_draws: np.ndarray
+    """(simulations, groups, months) won revenue from leads not yet created."""
+    open_expected: np.ndarray
+    """(groups, months) expected won revenue from open deals."""
+    new_expected: np.ndarray
+    """(groups, months) expected won revenue from new leads."""
+    deal_month_probability: np.ndarray
+    """(deals, months) P(the deal is won in the month)."""
+    remaining_days: np.ndarray
+    """(deals, draws) days from the cutoff to the win, if won."""
+    timing_level: np.ndarray
+
+
+def simulate(
+    scored: pl.DataFrame,
+    model: FunnelModel,
+    edges: np.ndarray,
+    seed: int,
+    settings: ForecastSettings,
+) -> Simulation:
+    """Expected and simulated won revenue per line x segment x month (months bounded by `edges`)."""
+    rng = np.random.default_rng(seed)
+    s = settings.simulations
+    groups = (
+        pl.concat(
+            [scored.select("business_line", "segment"), model.new_leads.select("business_line", "segment")]
+        )
+        .unique()
+        .sort("business_line", "segment")
+    )
+    n_groups, n_months = groups.height, len(edges) - 1
+    deal_group = _group_codes(scored, ["business_line", "segment"], groups)
+    remaining, level = remaining_days_draws(scored, model.timing, settings.min_timing_samples, s, rng)
+    month = np.searchsorted(edges, remaining, side="right") - 1
+    in_horizon = (month >= 0) & (month < n_months)
+    p = scored.get_column("win_probability").to_numpy().astype(float)
+    amount = scored.get_column("forecast_amount").to_numpy().astype(float)
+    n = scored.height
+
+    month_share = np.zeros((n, n_months))
+    if n:
+        rows = np.repeat(np.arange(n), s)
+        np.add.at(month_share, (rows[in_horizon.ravel()], month.ravel()[in_horizon.ravel()]), 1.0 / s)
+    deal_month_probability = p[:, None] * month_share
+    open_expected = np.zeros((n_groups, n_months))
+    np.add.at(open_expected, deal_group, deal_month_probability * amount[:, None])
+
+    shock = rng.normal(0.0, model.win_odds_sigma, s)
+    clipped = np.clip(p, 1e-9, 1 - 1e-9)
+    shocked = 1.0 / (1.0 + np.exp(-(np.log(clipped / (1 - clipped))[:, None] + shock[None, :])))
+    won = rng.random((n, s)) < np.where(((p > 0) & (p < 1))[:, None], shocked, p[:, None])
+    hit = won & in_horizon
+    deal_idx, sim_idx = np.nonzero(hit)
+    flat = (sim_idx * n_groups + deal_group[deal_idx]) * n_months + month[deal_idx, sim_idx]
+    open_draws = np.bincount(flat, weights=amount[deal_idx], minlength=s * n_groups * n_months).reshape(
+        s, n_groups, n_months
+    )
+
+    # Row i must stay group i: the intensities below are indexed like the groups.
+    new_leads = (
+        groups.join(model.new_leads, on=["business_line", "segment"], how="left")
+        .sort("business_line", "segment")
+        .with_columns(
+            pl.col("daily_inflow").fill_null(0.0),
+            pl.col("recent_entries").fill_null(0),
+            pl.col("entry_win_probability").fill_null(0.0),
+        )
+    )
+    intensity = _new_lead_intensity(new_leads, model.cycles, edges, settings.min_timing_samples)
+    sizes = _won_size_draws(new_leads, model.won_sizes, settings.min_timing_samples)
+    mean_size = np.array([x.mean() if x.size else 0.0 for x in sizes])
+    new_expected = intensity * mean_size[:, None]
+    # The inflow rate is itself an estimate: draw it from its Gamma posterior (recent entries + 1/2).
+    entries = new_leads.get_column("recent_entries").to_numpy().astype(float)
+    rate_factor = rng.gamma(entries + 0.5, 1.0 / np.maximum(entries, 0.5), size=(s, n_groups))
+    # New leads share the market shock: their win odds move with the open deals'.
+    counts = rng.poisson(intensity[None, :, :] * (rate_factor * np.exp(shock)[:, None])[:, :, None])
+    new_draws = np.zeros((s, n_groups, n_months))
+    for g, pool in enumerate(sizes):
+        total = counts[:, g, :].sum()
+        if total == 0 or pool.size == 0:
+            continue
+        values = pool[rng.integers(0, pool.size, total)]
+        cell = np.repeat(np.arange(s * n_months), counts[:, g, :].ravel())
+        new_draws[:, g, :] = np.bincount(cell, weights=values, minlength=s * n_months).reshape(s, n_months)
+    return Simulation(
+        groups=groups,
+        open_draws=open_draws,
+        new_draws=new_draws,
+        open_expected=open_expected,
+        new_expected=new_expected,
+        deal_month_probability=deal_month_probability,
+        remaining_days=remaining,
+        timing_level=level,
+    )
+
+
+def naive_by_month(
+    scored: pl.DataFrame, groups: pl.DataFrame, cutoff_at: datetime, edges: np.ndarray
+) -> np.ndarray:
+    """(groups, months) weighted pipeline placed by expected close date; overdue dates in month 0."""
+    n_months = len(edges) - 1
+    out = np.zeros((groups.height, n_months))
+    if scored.height == 0:
+        return out
+    group = _group_codes(scored, ["business_line", "segment"], groups)
+    close_days = (
+        scored.select(
+            (
+                (
+                    pl.col("expected_close_date").cast(pl.Datetime("us")) - pl.lit(cutoff_at)
+                ).dt.total_microseconds()
+                / DAY_US
+            ).fill_null(0.0)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    month = np.clip(np.searchsorted(edges, close_days, side="right") - 1, 0, None)
+    keep = month < n_months
+    np.add.at(out, (group[keep], month[keep]), scored.get_column("naive_weighted_amount").to_numpy()[keep])
+    return out
+
+
+def seed_for(cutoff_at: datetime) -> int:
+    """The simulation seed of a cutoff: its date as YYYYMMDD, so a re-run draws the same numbers."""
+    return int(cutoff_at.strftime("%Y%m%d"))
+
+
+def period_rollups(
+    groups: pl.DataFrame,
+    periods: list[Period],
+    open_draws: np.ndarray,
+    new_draws: np.ndarray,
+    open_expected: np.ndarray,
+    new_expected: np.ndarray,
+    naive: np.ndarray,
+    won_to_date: np.ndarray,
+) -> pl.DataFrame:
+    """Per period x (line x segment, line total 'all', grand total 'all'): expected, P10/P50/P90, naive.
+
+    Percentiles of a total are taken over the summed draws, never summed from the parts."""
+    lines = groups.get_column("business_line").to_list()
+    segments = groups.get_column("segment").to_list()
+    rollups: list[tuple[str, str, np.ndarray]] = [
+        (line, segment, np.array([i])) for i, (line, segment) in enumerate(zip(lines, segments, strict=True))
+    ]
+    for line in sorted(set(lines)):
+        rollups.append((line, TOTAL, np.array([i for i, x in enumerate(lines) if x == line])))
+    rollups.append((TOTAL, TOTAL, np.arange(len(lines))))
+    records = []
+    for period in periods:
+        m = list(period.month_indexes)
+        open_g = open_draws[:, :, m].sum(axis=2)
+        new_g = new_draws[:, :, m].sum(axis=2)
+        for line, segment, g in rollups:
+            draws = open_g[:, g].sum(axis=1) + new_g[:, g].sum(axis=1)
+            known = float(won_to_date[g][:, m].sum())
+            p10, p50, p90 = np.percentile(draws, [10, 50, 90]) if draws.size else (0.0, 0.0, 0.0)
+            expected_open = float(open_expected[g][:, m].sum())
+            expected_new = float(new_expected[g][:, m].sum())
+            records.append(
+                {
+                    "period_type": period.period_type,
+                    "period_start": period.period_start,
+                    "period_end": period.period_end,
+                    "business_line": line,
+                    "segment": segment,
+                    "won_to_date_revenue": known,
+                    "expected_open_pipeline_revenue": expected_open,
+                    "expected_new_lead_revenue": expected_new,
+                    "expected_revenue": known + expected_open + expected_new,
+                    "revenue_p10": known + float(p10),
+                    "revenue_p50": known + float(p50),
+                    "revenue_p90": known + float(p90),
+                    "naive_weighted_pipeline": float(naive[g][:, m].sum()),
+                }
+            )
+    return pl.DataFrame(records)
+
+
+def won_revenue_by_month(
+    spells: pl.LazyFrame, groups: pl.DataFrame, month_starts: list[date], cutoff_at: datetime
+) -> np.ndarray:
+    """(groups, months) revenue won in each month before the cutoff (the part of a period already known)."""
+    out = np.zeros((groups.height, len(month_starts)))
+    if not month_starts:
+        return out
+    start = datetime.combine(month_starts[0], datetime.min.time())
+    won = won_deals(spells, start, cutoff_at).collect()
+    if won.height == 0:
+        return out
+    group = _group_codes(won, ["business_line", "segment"], groups)
+    month_index = np.array(
+        [(w.year - start.year) * 12 + w.month - start.month for w in won.get_column("won_at").to_list()]
+    )
+    keep = group >= 0
+    amounts = won.get_column("amount_reporting").fill_null(0.0).to_numpy()
+    np.add.at(out, (group[keep], month_index[keep]), amounts[keep])
+    return out
+
+
+def cutoff_for(as_of_date: date) -> datetime:
+    """The end of the as-of day: events on the as-of date are known, later ones are not."""
+    return datetime.combine(as_of_date + timedelta(days=1), datetime.min.time())
+
+
+def forecast_as_of(
+    spells: pl.LazyFrame,
+    stages: pl.DataFrame,
+    as_of_date: date,
+    horizon_quarters: int = 2,
+    settings: ForecastSettings | None = None,
+) -> ForecastResult:
+    """The live forecast: the funnel at the end of `as_of_date`, the months and quarters from its
+    quarter through `horizon_quarters` quarters, and the per-deal table.
+
+    `spells` is `funnel_spells(...)`; only its rows before the cutoff are read."""
+    settings = settings or ForecastSettings()
+    cutoff_at = cutoff_for(as_of_date)
+    known = spells_known_at(spells, cutoff_at)
+    model = learn_funnel_model(known, stages, cutoff_at, settings)
+    scored = score_open_deals(open_deals_at(known, cutoff_at), model, settings).collect()
+    periods, edges = forecast_periods(cutoff_at, horizon_quarters)
+    sim = simulate(scored, model, edges, seed_for(cutoff_at), settings)
+    naive = naive_by_month(scored, sim.groups, cutoff_at, edges)
+    month_starts = [p.period_start for p in periods if p.period_type == "month"]
+    won_to_date = won_revenue_by_month(known, sim.groups, month_starts, cutoff_at)
+    period_frame = period_rollups(
+        sim.groups,
+        periods,
+        sim.open_draws,
+        sim.new_draws,
+        sim.open_expected,
+        sim.new_expected,
+        naive,
+        won_to_date,
+    )
+    open_counts = scored.group_by("business_line", "segment").agg(open_deal_count=pl.len())
+    inflow = model.new_leads.select("business_line", "segment", "daily_inflow")
+    period_frame = (
+        period_frame.join(open_counts, on=["business_line", "segment"], how="left")
+        .join(inflow, on=["business_line", "segment"], how="left")
+        .with_columns(
+            open_deal_count=pl.when(pl.col("segment") == TOTAL)
+            .then(None)
+            .otherwise(pl.col("open_deal_count").fill_null(0))
+        )
+    )
+    period_frame = _fill_total_counts(period_frame).select(pl.lit(as_of_date).alias("as_of_date"), pl.all())
+    deals = _deal_table(scored, sim, periods, cutoff_at).select(
+        pl.lit(as_of_date).alias("as_of_date"),
+        pl.lit(next(p for p in periods if p.period_type == "quarter").period_start).alias(
+            "current_quarter_start"
+        ),
+        pl.all(),
+    )
+    return ForecastResult(periods=period_frame, deals=deals)
+
+
+def _fill_total_counts(frame: pl.DataFrame) -> pl.DataFrame:
+    """Open deal counts and inflow of the 'all' rows: sums of their parts within each period."""
+    parts = frame.filter(pl.col("segment") != TOTAL).sort(
+        "period_type", "period_start", "business_line", "segment"
+    )
+    line_totals = parts.group_by("period_type", "period_start", "business_line").agg(
+        line_count=pl.col("open_deal_count").sum(),
+        line_inflow=exact_sum(pl.col("daily_inflow"), PROBABILITY_SCALE),
+    )
+    grand = parts.group_by("period_type", "period_start").agg(
+        grand_count=pl.col("open_deal_count").sum(),
+        grand_inflow=exact_sum(pl.col("daily_inflow"), PROBABILITY_SCALE),
+    )
+    return (
+        frame.join(line_totals, on=["period_type", "period_start", "business_line"], how="left")
+        .join(grand, on=["period_type", "period_start"], how="left")
+        .with_columns(
+            open_deal_count=pl.when(pl.col("business_line") == TOTAL)
+            .then(pl.col("grand_count"))
+            .when(pl.col("segment") == TOTAL)
+            .then(pl.col("line_count"))
+            .otherwise(pl.col("open_deal_count"))
+            .cast(pl.Int64),
+            new_lead_daily_inflow=pl.when(pl.col("business_line") == TOTAL)
+            .then(pl.col("grand_inflow"))
+            .when(pl.col("segment") == TOTAL)
+            .then(pl.col("line_inflow"))
+            .otherwise(pl.col("daily_inflow"))
+            .fill_null(0.0),
+        )
+        .drop("line_count", "line_inflow", "grand_count", "grand_inflow", "daily_inflow")
+        .sort("period_type", "period_start", "business_line", "segment")
+    )
+
+
+TIMING_BASIS = ("line_segment_stage_age", "line_stage_age", "line_stage", "no_history")
+
+
+def _deal_table(
+    scored: pl.DataFrame, sim: Simulation, periods: list[Period], cutoff_at: datetime
+) -> pl.DataFrame:
+    """Per open deal: P(win), the close-date distribution if won, and its share of the current month
+    and quarter."""
+    if scored.height:
+        q10, q50, q90 = np.percentile(sim.remaining_days, [10, 50, 90], axis=1)
+    else:
+        q10 = q50 = q90 = np.zeros(0)
+    current_quarter = next(p for p in periods if p.period_type == "quarter")
+    month_p = sim.deal_month_probability
+    cutoff = pl.lit(cutoff_at)
+    return (
+        scored.rename({"expected_close_date": "crm_expected_close_date"})
+        .with_columns(
+            median_days_to_win=pl.Series(q50, dtype=pl.Float64),
+            p10_days=pl.Series(q10, dtype=pl.Float64),
+            p90_days=pl.Series(q90, dtype=pl.Float64),
+            probability_won_current_month=pl.Series(
+                month_p[:, 0] if month_p.shape[1] else [], dtype=pl.Float64
+            ),
+            probability_won_current_quarter=pl.Series(
+                month_p[:, list(current_quarter.month_indexes)].sum(axis=1), dtype=pl.Float64
+            ),
+            timing_basis=pl.Series([TIMING_BASIS[i] for i in sim.timing_level], dtype=pl.String),
+        )
+        .with_columns(
+            expected_won_amount=pl.col("win_probability") * pl.col("forecast_amount"),
+            expected_revenue_current_quarter=pl.col("probability_won_current_quarter")
+            * pl.col("forecast_amount"),
+            expected_close_date=(
+                cutoff + pl.duration(microseconds=pl.col("median_days_to_win") * DAY_US)
+            ).dt.date(),
+            close_date_p10=(cutoff + pl.duration(microseconds=pl.col("p10_days") * DAY_US)).dt.date(),
+            close_date_p90=(cutoff + pl.duration(microseconds=pl.col("p90_days") * DAY_US)).dt.date(),
+        )
+        .select(
+            "deal_id",
+            "business_line",
+            "segment",
+            "stage_id",
+            "stage_order",
+            pl.col("entered_at").alias("stage_entered_at"),
+            "days_in_stage",
+            "age_bucket",
+            pl.col("amount_reporting").alias("deal_amount_reporting"),
+            "is_amount_imputed",
+            "forecast_amount",
+            "crm_probability",
+            "naive_weighted_amount",
+            "crm_expected_close_date",
+            "stage_win_probability",
+            "age_factor",
+            "win_probability",
+            "expected_won_amount",
+            "median_days_to_win",
+            "expected_close_date",
+            "close_date_p10",
+            "close_date_p90",
+            "probability_won_current_month",
+            "probability_won_current_quarter",
+            "expected_revenue_current_quarter",
+            "timing_basis",
+        )
+    )
