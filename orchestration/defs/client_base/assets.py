@@ -79,7 +79,9 @@ class SegmentScorecardConfig(dg.Config):
     crisis_months: int = Field(default=_CARD.crisis_months, description="Length of a detected crisis window.")
     elastic_threshold: float | None = Field(
         default=_CARD.elastic_threshold,
-        description="Elasticity above which a segment is price-sensitive; empty = the whole book's elasticity.",
+        description=(
+            "Elasticity above which a segment is price-sensitive; empty = the whole book's elasticity."
+        ),
     )
     min_elasticity_deals: int = Field(
         default=_CARD.min_elasticity_deals, description="Fewest won deals to estimate an elasticity."
@@ -110,17 +112,29 @@ CLIENT_SEGMENTS_COLUMNS = {
     "as_of_date": "The run's 'today'; nothing after it is counted.",
     "window_start_month": "First month of the analysis window.",
     "window_end_month": "Last month of the analysis window (the month before the as-of month).",
-    "lifetime_turnover_reporting": "Net turnover of every month up to the as-of month, EUR (fct_client_turnover).",
+    "lifetime_turnover_reporting": (
+        "Net turnover of every month up to the as-of month, EUR (fct_client_turnover)."
+    ),
     "lifetime_margin_reporting": "Margin of every month up to the as-of month, EUR.",
     "turnover_reporting": "Net turnover in the analysis window, EUR (credit notes included).",
     "margin_reporting": "Margin in the analysis window, EUR.",
-    "abc_turnover_cumulative_share": "Share of the window's positive turnover held by this client and all larger ones.",
-    "abc_turnover_class": "A (cumulative share up to 80 %), B (up to 95 %), C (the rest or no turnover); thresholds in config.",
-    "abc_margin_cumulative_share": "Share of the window's positive margin held by this client and all larger ones.",
+    "abc_turnover_cumulative_share": (
+        "Share of the window's positive turnover held by this client and all larger ones."
+    ),
+    "abc_turnover_class": (
+        "A (cumulative share up to 80 %), B (up to 95 %), C (the rest or no turnover); thresholds in config."
+    ),
+    "abc_margin_cumulative_share": (
+        "Share of the window's positive margin held by this client and all larger ones."
+    ),
     "abc_margin_class": "ABC class by margin, same thresholds.",
     "active_months": "Months of the window with turnover.",
-    "monthly_turnover_mean_reporting": "Mean monthly turnover over the window, months without invoices as zero, EUR.",
-    "monthly_turnover_cv": "Coefficient of variation (population SD / mean) of monthly turnover; empty without turnover.",
+    "monthly_turnover_mean_reporting": (
+        "Mean monthly turnover over the window, months without invoices as zero, EUR."
+    ),
+    "monthly_turnover_cv": (
+        "Coefficient of variation (population SD / mean) of monthly turnover; empty without turnover."
+    ),
     "xyz_class": "X (CV <= 0.5), Y (<= 1.0), Z (above, or no turnover in the window); thresholds in config.",
     "abc_xyz_class": "ABC by turnover and XYZ together, e.g. AX.",
     "last_invoice_date": "Latest invoice issue date up to the as-of date (credit notes aside).",
@@ -134,37 +148,61 @@ CLIENT_SEGMENTS_COLUMNS = {
     "turnover_second_half_reporting": "Turnover of the second half of the window, EUR.",
     "turnover_growth": "Second half / first half - 1; empty when the first half had none.",
     "growth_trend": "growing / stable / declining (beyond +-10 % half over half), new, or inactive.",
-    "effort_hours": "Sales effort in the window: activity hours, or configured hours per type without a duration.",
+    "effort_hours": (
+        "Sales effort in the window: activity hours, or configured hours per type without a duration."
+    ),
     "activity_count": "CRM activities with the client in the window.",
     "activities_without_duration": "Of those, activities counted with the configured hours of their type.",
     "margin_per_effort_hour": "Window margin / effort hours, EUR; empty without effort.",
-    "is_high_effort_low_return": "Effort in the top quartile and margin per hour in the bottom quartile of clients with effort.",
-    "peer_group": "Comparable clients: segment / revenue band, or the segment when the band has too few active clients.",
+    "is_high_effort_low_return": (
+        "Effort in the top quartile and margin per hour in the bottom quartile of clients with effort."
+    ),
+    "peer_group": (
+        "Comparable clients: segment / revenue band, or the segment when the band has too few active clients."
+    ),
     "peer_client_count": "Active clients (window turnover > 0) in the peer group.",
     "peer_benchmark_turnover_reporting": "P75 (configurable) of the peers' window turnover, EUR.",
-    "headroom_reporting": "Benchmark minus the client's window turnover, at least zero; zero for deleted or merged accounts, EUR.",
-    "discount_depth": "1 - net / list value of the client's invoice lines up to the as-of date (credit notes aside).",
-    "price_sensitivity_class": "high (depth >= 1.25 x the book's), low (<= 0.75 x), medium, unknown (no lines).",
+    "headroom_reporting": (
+        "Benchmark minus the client's window turnover, at least zero; zero for deleted or merged "
+        "accounts, EUR."
+    ),
+    "discount_depth": (
+        "1 - net / list value of the client's invoice lines up to the as-of date (credit notes aside)."
+    ),
+    "price_sensitivity_class": (
+        "high (depth >= 1.25 x the book's), low (<= 0.75 x), medium, unknown (no lines)."
+    ),
 }
 
 SEGMENT_SCORECARD_DESCRIPTION = (
     "One row per grouping x segment: grouping is industry_use_case (the niche), industry, use_case, "
-    "segment, business_line or total; shares add to one within a grouping and turnover to fct_client_turnover. "
+    "segment, business_line or total; shares add to one within a grouping and turnover to "
+    "fct_client_turnover. "
     "Turnover, classes, funnel, price sensitivity, crisis resilience, potential and a focus rank (EUR)."
 )
 SEGMENT_SCORECARD_COLUMNS = {
-    "grouping": "Which dimensions the row groups by: industry_use_case, industry, use_case, segment, business_line, total.",
+    "grouping": (
+        "Which dimensions the row groups by: industry_use_case, industry, use_case, segment, "
+        "business_line, total."
+    ),
     "segment_label": "The row's dimension values joined with ' / ' ('(all)' for the total).",
     "industry": "Industry profile; empty when not part of the grouping.",
     "use_case": "Use case; empty when not part of the grouping.",
     "segment": "Sales segment; empty when not part of the grouping.",
-    "business_line": "Business line of the invoice line's deal (or its product category's main line); empty when not part of the grouping.",
+    "business_line": (
+        "Business line of the invoice line's deal (or its product category's main line); empty when not "
+        "part of the grouping."
+    ),
     "window_start_month": "First month of the analysis window (as in client_segments).",
     "window_end_month": "Last month of the analysis window.",
     "client_count": "Client accounts in the segment (business_line rows: clients invoiced in the line).",
     "active_client_count": "Of those, clients with turnover in the window.",
-    "lifetime_turnover_reporting": "Net turnover up to the as-of month, EUR; sums to fct_client_turnover per grouping.",
-    "lifetime_margin_reporting": "Margin up to the as-of month, EUR; sums to fct_client_turnover per grouping.",
+    "lifetime_turnover_reporting": (
+        "Net turnover up to the as-of month, EUR; sums to fct_client_turnover per grouping."
+    ),
+    "lifetime_margin_reporting": (
+        "Margin up to the as-of month, EUR; sums to fct_client_turnover per grouping."
+    ),
     "turnover_reporting": "Net turnover in the analysis window, EUR.",
     "margin_reporting": "Margin in the analysis window, EUR.",
     "turnover_share": "Share of the grouping's window turnover.",
@@ -189,30 +227,43 @@ SEGMENT_SCORECARD_COLUMNS = {
     "leads_per_million_won": "Leads needed per million EUR won at this conversion and deal size.",
     "discount_depth": "1 - net / list value of invoice lines (credit notes aside), up to the as-of date.",
     "discount_depth_se": "Standard error of discount_depth, clustered by client.",
-    "price_elasticity": "Volume response to price: -d log(first-invoice list value) / d log(1 - discount), fixed effects per line x segment.",
+    "price_elasticity": (
+        "Volume response to price: -d log(first-invoice list value) / d log(1 - discount), fixed effects "
+        "per line x segment."
+    ),
     "price_elasticity_se": "Standard error of the elasticity, clustered by client.",
     "price_elasticity_low": "Lower end of the 95 % interval of the elasticity.",
     "price_elasticity_high": "Upper end of the 95 % interval of the elasticity.",
     "elasticity_deal_count": "Won deals with an invoice behind the elasticity.",
     "elastic_threshold": "Elasticity the class compares with (config, default the whole book's).",
-    "price_sensitivity_class": "high (elasticity above the threshold), low, unknown (too few deals).",
-    "price_sensitivity_confidence": "significant when the 95 % interval excludes the threshold, else uncertain.",
+    "price_sensitivity_class": (
+        "high (elasticity above the threshold), low, unknown (too few deals); book on the total row."
+    ),
+    "price_sensitivity_confidence": (
+        "significant when the 95 % interval excludes the threshold, else uncertain."
+    ),
     "crisis_start": "First day of the crisis window.",
     "crisis_end": "Last day of the crisis window.",
     "baseline_start": "First day of the baseline: the same months a year before.",
     "baseline_end": "Last day of the baseline.",
-    "crisis_window_method": "How the window was chosen: configured, or detected (with the inflow change found).",
+    "crisis_window_method": (
+        "How the window was chosen: configured, or detected (with the inflow change found)."
+    ),
     "turnover_change": "Turnover in the crisis window / baseline - 1.",
     "lead_inflow_change": "Deals created in the crisis window / baseline - 1.",
     "crisis_win_rate": "Win rate of deals closed in the crisis window.",
     "baseline_win_rate": "Win rate of deals closed in the baseline.",
     "win_rate_change": "Crisis win rate / baseline win rate - 1.",
     "resilience_change": "Mean of the three changes above.",
-    "resilience_score": "Mean percentile rank of the three changes within the grouping (1 = held best on all).",
+    "resilience_score": (
+        "Mean percentile rank of the three changes within the grouping (1 = held best on all)."
+    ),
     "resilience_rank": "Rank of resilience_score within the grouping (1 = held best).",
     "headroom_reporting": "Sum of the clients' headroom against their peers, EUR.",
     "headroom_share": "Headroom / window turnover.",
-    "focus_score": "Weighted mean percentile rank of revenue per lead, headroom and resilience within the grouping.",
+    "focus_score": (
+        "Weighted mean percentile rank of revenue per lead, headroom and resilience within the grouping."
+    ),
     "focus_rank": "Rank of focus_score within the grouping (1 = where a lead is worth most).",
 }
 

@@ -24,7 +24,9 @@ def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg
     @dg.asset_check(
         asset=CLIENT_SEGMENTS_KEY,
         name="every_client_classified",
-        description="Every client of dim_clients has exactly one row with an ABC (turnover, margin) and XYZ class.",
+        description=(
+            "Every client of dim_clients has exactly one row with an ABC (turnover, margin) and XYZ class."
+        ),
         blocking=True,
         partitions_def=partitions_def,
         pool=WRITER_POOL,
@@ -49,7 +51,9 @@ def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg
     @dg.asset_check(
         asset=CLIENT_SEGMENTS_KEY,
         name="reconciles_with_client_turnover",
-        description="Lifetime turnover and margin of client_segments equal fct_client_turnover up to the as-of month.",
+        description=(
+            "Lifetime turnover and margin of client_segments equal fct_client_turnover up to the as-of month."
+        ),
         blocking=True,
         partitions_def=partitions_def,
         pool=WRITER_POOL,
@@ -60,7 +64,8 @@ def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg
         with warehouse.connect() as conn:
             turnover, margin = _fct_totals(conn, partition_as_of(context))
             ((seg_turnover, seg_margin),) = conn.execute(
-                "SELECT coalesce(sum(lifetime_turnover_reporting), 0), coalesce(sum(lifetime_margin_reporting), 0) "
+                "SELECT coalesce(sum(lifetime_turnover_reporting), 0), "
+                "coalesce(sum(lifetime_margin_reporting), 0) "
                 "FROM marts.client_segments"
             ).fetchall()
         gaps = {"turnover_gap_eur": seg_turnover - turnover, "margin_gap_eur": seg_margin - margin}
@@ -97,8 +102,8 @@ def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg
     @dg.asset_check(
         asset=SEGMENT_SCORECARD_KEY,
         name="reconciles_with_client_turnover",
-        description="Within every grouping, lifetime turnover and margin add up to fct_client_turnover and the "
-        "window turnover shares to one.",
+        description="Within every grouping, lifetime turnover and margin add up to fct_client_turnover "
+        "and the window turnover shares to one.",
         blocking=True,
         partitions_def=partitions_def,
         pool=WRITER_POOL,
