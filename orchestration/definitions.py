@@ -3,7 +3,13 @@
 import dagster as dg
 
 from data.contract import load_contract
+from orchestration.defs.client_base.assets import build_client_base_assets
+from orchestration.defs.client_base.checks import build_client_base_checks
 from orchestration.defs.dbt.assets import build_dbt_assets, dbt_cli_resource, prepared_dbt_project
+from orchestration.defs.forecast.assets import build_forecast_assets
+from orchestration.defs.forecast.checks import build_forecast_checks
+from orchestration.defs.funnel.assets import build_funnel_assets
+from orchestration.defs.funnel.checks import build_funnel_checks
 from orchestration.defs.ingestion.assets import build_ingestion_assets, raw_asset_key
 from orchestration.defs.ingestion.checks import build_contract_checks
 from orchestration.defs.operations.schedules import (
@@ -24,7 +30,12 @@ def build_definitions(env: Environment) -> dg.Definitions:
     partitions = daily_extract_partitions(env.first_extract_date)
     dbt_project = prepared_dbt_project(env.dbt_target_dir)
     ingestion = build_ingestion_assets(contract, partitions)
-    transformed = [build_dbt_assets(dbt_project, partitions)]
+    transformed = [
+        build_dbt_assets(dbt_project, partitions),
+        *build_funnel_assets(partitions),
+        *build_forecast_assets(partitions),
+        *build_client_base_assets(partitions),
+    ]
     raw_keys = {raw_asset_key(name) for name in contract.tables}
     upstream_of_publication = [
         key for assets_def in (*ingestion, *transformed) for key in assets_def.keys if key not in raw_keys
@@ -44,7 +55,13 @@ def build_definitions(env: Environment) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[*ingestion, *transformed, publication],
-        asset_checks=[*build_contract_checks(contract, partitions), *freshness_checks],
+        asset_checks=[
+            *build_contract_checks(contract, partitions),
+            *build_funnel_checks(partitions),
+            *build_forecast_checks(partitions),
+            *build_client_base_checks(partitions),
+            *freshness_checks,
+        ],
         jobs=[main_job],
         schedules=[build_daily_schedule(main_job, partitions, env.schedule_cron, env.schedule_timezone)],
         sensors=[

@@ -14,6 +14,7 @@ import dagster as dg
 from ingestion.landing import extract_dates
 from orchestration.definitions import MAIN_JOB, build_definitions
 from orchestration.defs.publish.assets import record_failed_run
+from orchestration.instance import release_orphaned_runs
 from orchestration.settings import environment
 
 
@@ -28,6 +29,8 @@ def main() -> int:
     print(f"building the warehouse from {len(dates)} extract folders, {dates[0]} .. {dates[-1]}")
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
+        for run_id in release_orphaned_runs(instance):
+            print(f"run {run_id} was killed mid-way: marked failed, its pool slot freed")
         result = job.execute_in_process(
             instance=instance,
             tags={
