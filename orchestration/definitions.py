@@ -18,6 +18,7 @@ from orchestration.defs.operations.schedules import (
     build_freshness,
 )
 from orchestration.defs.publish.assets import build_blocked_publication_sensor, build_publish_asset
+from orchestration.defs.publish.report import build_report_asset
 from orchestration.partitions import daily_extract_partitions
 from orchestration.resources import WarehouseResource
 from orchestration.settings import Environment, environment
@@ -54,7 +55,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
         raw_assets, env.freshness_deadline_cron, env.schedule_timezone
     )
     return dg.Definitions(
-        assets=[*ingestion, *transformed, publication],
+        assets=[*ingestion, *transformed, publication, build_report_asset(partitions)],
         asset_checks=[
             *build_contract_checks(contract, partitions),
             *build_funnel_checks(partitions),

@@ -1,0 +1,1 @@
+"""The self-contained HTML report written after each publication (no Dagster import)."""
