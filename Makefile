@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# A DuckDB 1.x client, apart from the project's 2.x, to prove BI drivers can open the published file.
-	$(BIN)/pip install --quiet --target $(VENV)/duckdb1x duckdb==1.4.5
+	$(BIN)/pip install --quiet --target $(VENV)/duckdb1x duckdb==1.1.3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,7 +3,7 @@ that BI tools open read-only, replaced atomically.
 
 The pipeline only ever writes a new file beside the published one and renames it over it, so a reader
 sees the old version or the new one, never a half-built one, and a reader holding the old file open
-never blocks the pipeline. The file is written in DuckDB's v1.4 storage format, which DuckDB 1.x
+never blocks the pipeline. The file is written in DuckDB's v1.0 storage format, which every DuckDB 1.x
 clients (many BI drivers embed one) can open. `quality.publication_log` in the published file says
 which run each version came from, and why an attempt was blocked when it was.
 """
@@ -19,8 +19,9 @@ from pathlib import Path
 import duckdb
 
 PUBLISHED_SCHEMAS = ("marts", "quality")
-# Written in a format DuckDB 1.x clients can read (files written by 2.0 by default cannot be opened by 1.x).
-STORAGE_VERSION = "v1.4.0"
+# The oldest storage format: every DuckDB 1.x client (BI drivers embed old ones) can read it; a file
+# written in 2.0's default format cannot be opened by any 1.x client.
+STORAGE_VERSION = "v1.0.0"
 
 PUBLICATION_LOG_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}publication_log (

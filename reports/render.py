@@ -29,7 +29,7 @@ h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #1f5f8b; padding-bottom: 
 .meta { color: #666; } table { border-collapse: collapse; margin: .6rem 0; font-size: 12.5px; }
 th, td { border-bottom: 1px solid #ddd; padding: .25rem .55rem; text-align: right; }
 th { background: #f3f6f9; } td:first-child, th:first-child, td.text { text-align: left; }
-img { max-width: 100%; } .blocked { color: #b8433f; font-weight: 600; }
+img { max-width: 100%; } .scroll { overflow-x: auto; } .blocked { color: #b8433f; font-weight: 600; }
 </style></head><body>
 <h1>Sales funnel report</h1>
 <p class="meta">As of {{ data.as_of_date }} (the latest extract date) &middot; published version
@@ -102,7 +102,8 @@ def html_table(frame: pl.DataFrame) -> Markup:
         rows.append(f"<tr>{cells}</tr>")
     if not rows:
         rows.append(f'<tr><td class="text" colspan="{len(frame.columns)}">(none)</td></tr>')
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return Markup(f'<div class="scroll">{table}</div>')
 
 
 def render_report(data: ReportData, written_at: datetime) -> str:
