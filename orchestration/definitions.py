@@ -3,6 +3,8 @@
 import dagster as dg
 
 from data.contract import load_contract
+from orchestration.defs.action_plan.assets import build_action_plan_assets
+from orchestration.defs.action_plan.checks import build_action_plan_checks
 from orchestration.defs.client_base.assets import build_client_base_assets
 from orchestration.defs.client_base.checks import build_client_base_checks
 from orchestration.defs.dbt.assets import build_dbt_assets, dbt_cli_resource, prepared_dbt_project
@@ -36,6 +38,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
         *build_funnel_assets(partitions),
         *build_forecast_assets(partitions),
         *build_client_base_assets(partitions),
+        *build_action_plan_assets(partitions),
     ]
     raw_keys = {raw_asset_key(name) for name in contract.tables}
     upstream_of_publication = [
@@ -61,6 +64,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
             *build_funnel_checks(partitions),
             *build_forecast_checks(partitions),
             *build_client_base_checks(partitions),
+            *build_action_plan_checks(partitions),
             *freshness_checks,
         ],
         jobs=[main_job],
