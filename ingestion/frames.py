@@ -27,6 +27,24 @@ def read_frame(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> pl.Da
     return conn.sql(f"SELECT * FROM {_relation(schema, name)}").pl()
 
 
+def _check_documented(relation: str, frame: pl.DataFrame, column_descriptions: Mapping[str, str]) -> None:
+    undocumented = [c for c in frame.columns if c not in column_descriptions]
+    if undocumented:
+        raise ValueError(f"{relation}: columns without a description: {', '.join(undocumented)}")
+
+
+def _comment(
+    conn: duckdb.DuckDBPyConnection,
+    relation: str,
+    description: str,
+    column_descriptions: Mapping[str, str],
+    columns: list[str],
+) -> None:
+    conn.execute(f"COMMENT ON TABLE {relation} IS {_literal(description)}")
+    for column in columns:
+        conn.execute(f'COMMENT ON COLUMN {relation}."{column}" IS {_literal(column_descriptions[column])}')
+
+
 def replace_table(
     conn: duckdb.DuckDBPyConnection,
     schema: str,
@@ -36,20 +54,44 @@ def replace_table(
     column_descriptions: Mapping[str, str],
 ) -> int:
     """Replace schema.name with `frame`; every column must be described (BI users see the comments)."""
-    undocumented = [c for c in frame.columns if c not in column_descriptions]
-    if undocumented:
-        raise ValueError(f"{schema}.{name}: columns without a description: {', '.join(undocumented)}")
     relation = _relation(schema, name)
+    _check_documented(relation, frame, column_descriptions)
     arrow_frame = frame.to_arrow()  # noqa: F841 - read by DuckDB's replacement scan below
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE OR REPLACE TABLE {relation} AS SELECT * FROM arrow_frame")
-        conn.execute(f"COMMENT ON TABLE {relation} IS {_literal(description)}")
-        for column in frame.columns:
-            conn.execute(
-                f'COMMENT ON COLUMN {relation}."{column}" IS {_literal(column_descriptions[column])}'
-            )
+        _comment(conn, relation, description, column_descriptions, frame.columns)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return frame.height
+
+
+def replace_rows(
+    conn: duckdb.DuckDBPyConnection,
+    schema: str,
+    name: str,
+    frame: pl.DataFrame,
+    key_column: str,
+    key_value: object,
+    description: str,
+    column_descriptions: Mapping[str, str],
+) -> int:
+    """Replace only the rows of schema.name whose `key_column` equals `key_value` (a run date, say),
+    keeping every other row: for history tables that must never be truncated."""
+    relation = _relation(schema, name)
+    _relation(schema, key_column)  # a plain identifier too
+    _check_documented(relation, frame, column_descriptions)
+    arrow_frame = frame.to_arrow()  # noqa: F841 - read by DuckDB's replacement scan below
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {relation} AS SELECT * FROM arrow_frame LIMIT 0")
+        conn.execute(f'DELETE FROM {relation} WHERE "{key_column}" = ?', [key_value])
+        conn.execute(f"INSERT INTO {relation} BY NAME SELECT * FROM arrow_frame")
+        _comment(conn, relation, description, column_descriptions, frame.columns)
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")

@@ -27,3 +27,16 @@ def test_an_undocumented_column_is_refused_and_the_old_table_stays(conn):
     with pytest.raises(ValueError, match="columns without a description: b"):
         replace_table(conn, "marts", "t", pl.DataFrame({"a": [2], "b": [3]}), "t", {"a": "A."})
     assert read_frame(conn, "marts", "t")["a"].to_list() == [1]
+
+
+def test_replace_rows_keeps_the_other_runs_history(conn):
+    from datetime import date
+
+    from ingestion.frames import replace_rows
+
+    docs = {"as_of_date": "Run date.", "expected": "Expected revenue."}
+    for day, value in ((date(2026, 11, 25), 10.0), (date(2026, 11, 26), 20.0), (date(2026, 11, 26), 30.0)):
+        frame = pl.DataFrame({"as_of_date": [day], "expected": [value]})
+        replace_rows(conn, "marts", "history", frame, "as_of_date", day, "One row per run.", docs)
+
+    assert read_frame(conn, "marts", "history").sort("as_of_date")["expected"].to_list() == [10.0, 30.0]

@@ -1,13 +1,11 @@
 """Forecast assets: the live forecast, its backtest, and the kept history of every run's forecast."""
 
-from collections.abc import Mapping
-from datetime import date
 
 import dagster as dg
 import duckdb
 import polars as pl
 
-from ingestion.frames import read_frame, replace_table
+from ingestion.frames import read_frame, replace_rows, replace_table
 from orchestration.defs.forecast import descriptions as d
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
@@ -109,39 +107,6 @@ def _backtest_headline(summary: pl.DataFrame) -> str:
             f"{row['bias']:+.1%} | {coverage} |"
         )
     return "\n".join(lines)
-
-
-def replace_as_of_rows(
-    conn: duckdb.DuckDBPyConnection,
-    name: str,
-    frame: pl.DataFrame,
-    as_of_date: date,
-    description: str,
-    column_descriptions: Mapping[str, str],
-) -> int:
-    """Delete marts.<name>'s rows of `as_of_date` and insert `frame`, in one transaction; the other
-    runs' rows stay (the history is never truncated)."""
-    undocumented = [c for c in frame.columns if c not in column_descriptions]
-    if undocumented:
-        raise ValueError(f"marts.{name}: columns without a description: {', '.join(undocumented)}")
-    relation = f"marts.{name}"
-    arrow_frame = frame.to_arrow()  # noqa: F841 - read by DuckDB's replacement scan below
-    conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {relation} AS SELECT * FROM arrow_frame LIMIT 0")
-        conn.execute(f"DELETE FROM {relation} WHERE as_of_date = ?", [as_of_date])
-        conn.execute(f"INSERT INTO {relation} BY NAME SELECT * FROM arrow_frame")
-        table_text = description.replace("'", "''")
-        conn.execute(f"COMMENT ON TABLE {relation} IS '{table_text}'")
-        for column in frame.columns:
-            text = column_descriptions[column].replace("'", "''")
-            conn.execute(f"COMMENT ON COLUMN {relation}.\"{column}\" IS '{text}'")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
-    return frame.height
 
 
 def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -309,13 +274,22 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 raise dg.Failure(
                     f"marts.pipeline_forecast holds no forecast as of {as_of}: materialize it first."
                 )
-            replace_as_of_rows(
-                conn, "forecast_history", periods, as_of, d.FORECAST_HISTORY, d.PIPELINE_FORECAST_COLUMNS
-            )
-            replace_as_of_rows(
+            replace_rows(
                 conn,
+                "marts",
+                "forecast_history",
+                periods,
+                "as_of_date",
+                as_of,
+                d.FORECAST_HISTORY,
+                d.PIPELINE_FORECAST_COLUMNS,
+            )
+            replace_rows(
+                conn,
+                "marts",
                 "forecast_history_deals",
                 deals,
+                "as_of_date",
                 as_of,
                 d.FORECAST_HISTORY_DEALS,
                 d.PIPELINE_FORECAST_DEALS_COLUMNS,
