@@ -217,3 +217,25 @@ def test_incremental_runs_over_two_windows_equal_a_full_refresh(tmp_path) -> Non
         )
         only_full = warehouse.rows(f"select * from marts.{mart} except select * from incremental.{mart}")
         assert (mart, only_incremental, only_full) == (mart, [], [])
+
+
+def test_a_deal_sitting_in_a_stage_deleted_from_the_catalogue_stays_in_the_daily_pipeline(tmp_path) -> None:
+    # Found at scale 1: open deals in a retired stage were missing from fct_pipeline_daily, so the
+    # singular test comparing it with dim_deals failed and blocked publication.
+    warehouse = new_warehouse(tmp_path, [dbt_raw_extracts.FIRST_EXTRACT, dbt_raw_extracts.SECOND_EXTRACT])
+    with warehouse.connect() as con:
+        # A third extract retires the software 'demo' stage while D3 still sits in it.
+        con.execute(
+            """insert into raw.stage_catalogue by name
+               select * replace (true as is_deleted, timestamp '2024-02-20 00:00' as updated_at,
+                                 date '2024-02-20' as _extract_date)
+               from raw.stage_catalogue where pipeline_id = 'software' and stage_id = 'demo'
+               qualify row_number() over (order by _extract_date desc) = 1"""
+        )
+    warehouse.dbt("build")  # the singular test pipeline_daily_matches_open_deals_on_as_of_date passes
+
+    as_of = warehouse.rows("select max(as_of_date) from marts.dim_deals")[0][0]
+    assert warehouse.rows(
+        "select open_deal_count, is_deleted_stage from marts.fct_pipeline_daily "
+        "where pipeline_date = ? and stage_id = 'demo'", [as_of]
+    ) == [(1, True)]

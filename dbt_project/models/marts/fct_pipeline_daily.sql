@@ -57,15 +57,17 @@ deal_segments as (
 
 line_segment_stages as (
 
+    -- Stages removed from the catalogue stay: deals can still sit in them, and they are open pipeline.
     select distinct
         deal_segments.business_line,
         deal_segments.segment,
         stages.stage_id,
-        stages.stage_order
+        stages.stage_order,
+        stages.is_deleted as is_deleted_stage
     from deal_segments
     inner join stages
         on deal_segments.business_line = stages.pipeline_id
-    where not stages.is_terminal and not stages.is_deleted
+    where not stages.is_terminal
 
 ),
 
@@ -115,6 +117,7 @@ final as (
         line_segment_stages.segment,
         line_segment_stages.stage_id,
         line_segment_stages.stage_order,
+        line_segment_stages.is_deleted_stage,
         coalesce(open_pipeline.open_deal_count, 0) as open_deal_count,
         cast(coalesce(open_pipeline.open_amount_reporting, 0) as decimal(18, 4)) as open_amount_reporting
 
