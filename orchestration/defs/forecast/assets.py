@@ -1,6 +1,5 @@
 """Forecast assets: the live forecast, its backtest, and the kept history of every run's forecast."""
 
-
 import dagster as dg
 import duckdb
 import polars as pl
