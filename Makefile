@@ -41,6 +41,12 @@ lint: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
+## Time the warehouse at scale factor SF (default 1) against a plain-DuckDB floor: see benchmarks/README.md.
+SF ?= 1
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.harness --scale $(SF) $(BENCH_ARGS)
+
 ## Rewrite data/README.md from data/contract.yaml.
 docs: $(STAMP)
 	$(BIN)/python -m data.contract --write-docs

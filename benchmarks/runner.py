@@ -1,0 +1,236 @@
+"""One timed run of the whole Dagster job on one extract date, in this process, for the harness.
+
+    python -m benchmarks.runner --landing DIR --root DIR --partition YYYY-MM-DD --first-date YYYY-MM-DD \
+        --out run.json
+
+The warehouse, dbt target and DuckDB spill folder live under --root; the Dagster instance is ephemeral
+(in memory), so nothing of a user's DAGSTER_HOME is read or written. A second call with the same --root
+and a later --partition is the daily incremental run on top of the first one's warehouse.
+
+The JSON written holds every step's start and end (from the run's STEP_START / STEP_SUCCESS /
+STEP_FAILURE events) with the asset group the step belongs to, the time to load the definitions (which
+includes `dbt parse` when the target folder is new), the run's wall time, and row counts of raw and
+marts afterwards (counted after the timed run, outside every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE")
+
+
+def step_groups(definitions) -> dict[str, str]:
+    """Op name (the step key of an asset job) -> asset group; checks count with the asset they check.
+
+    dbt's groups (dbt_staging, dbt_intermediate, dbt_marts) are one op, reported as `dbt`."""
+    import dagster as dg
+
+    graph = definitions.resolve_asset_graph()
+
+    def group_of(key: dg.AssetKey) -> str:
+        node = graph.get(key) if graph.has(key) else None
+        name = (node.group_name if node else None) or "default"
+        return "dbt" if name.startswith("dbt") else name
+
+    groups: dict[str, str] = {}
+    for assets_def in graph.assets_defs:
+        if not assets_def.is_executable:
+            continue
+        keys = list(assets_def.keys) or [check.asset_key for check in assets_def.check_keys]
+        if not keys:
+            continue
+        names = sorted({group_of(key) for key in keys})
+        groups[assets_def.node_def.name] = names[0] if len(names) == 1 else "+".join(names)
+    return groups
+
+
+def _count_rows(db: Path) -> dict[str, dict[str, int]]:
+    import duckdb
+
+    counts: dict[str, dict[str, int]] = {}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = conn.sql(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('raw', 'marts') and table_type = 'BASE TABLE' order by all"
+        ).fetchall()
+        for schema, name in tables:
+            n = conn.sql(f'select count(*) from "{schema}"."{name}"').fetchall()[0][0]
+            counts.setdefault(schema, {})[name] = n
+    return counts
+
+
+def _rows_loaded(db: Path, partition: str) -> int:
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as conn:
+        names = [
+            r[0]
+            for r in conn.sql(
+                "select table_name from information_schema.tables where table_schema = 'raw'"
+            ).fetchall()
+        ]
+        counts = [
+            conn.execute(f'select count(*) from raw."{n}" where _extract_date = ?', [partition]).fetchall()
+            for n in names
+        ]
+        return sum(rows[0][0] for rows in counts)
+
+
+def with_dbt_exclude(definitions, exclude: str):
+    """The same definitions with `--exclude <exclude>` on every dbt invocation: a benchmark-only way past
+    a dbt test that fails on the data at hand, so the stages after dbt still run and are timed."""
+    import dagster as dg
+    from dagster_dbt import DbtCliResource
+
+    class ExcludingDbtCliResource(DbtCliResource):
+        exclude: str
+
+        def cli(self, args, **kwargs):
+            return super().cli([*args, "--exclude", self.exclude], **kwargs)
+
+    dbt = definitions.resources["dbt"]
+    patched = ExcludingDbtCliResource(
+        project_dir=dbt.project_dir, dbt_executable=dbt.dbt_executable, exclude=exclude
+    )
+    return dg.Definitions(
+        assets=list(definitions.assets or []),
+        asset_checks=list(definitions.asset_checks or []),
+        jobs=list(definitions.jobs or []),
+        resources={**definitions.resources, "dbt": patched},
+    )
+
+
+def dbt_timings(run_id: str, keep: int = 10) -> dict | None:
+    """dbt's own timings of this run (run_results.json of its invocation): dbt's elapsed time, seconds
+    per resource type and the slowest nodes. dagster-dbt writes each invocation under
+    dbt_project/target/<op>-<run id>-<uuid>/; the folder is removed once read (it is this run's)."""
+    from orchestration.defs.dbt.assets import DBT_PROJECT_DIR
+
+    found = sorted((DBT_PROJECT_DIR / "target").glob(f"*-{run_id[:7]}-*/run_results.json"))
+    if not found:
+        return None
+    results = json.loads(found[-1].read_text())
+    by_type: dict[str, float] = {}
+    for node in results["results"]:
+        kind = node["unique_id"].split(".")[0]
+        by_type[kind] = by_type.get(kind, 0.0) + node["execution_time"]
+    slowest = sorted(results["results"], key=lambda n: -n["execution_time"])[:keep]
+    for path in found:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return {
+        "elapsed_seconds": results["elapsed_time"],
+        "seconds_by_type": by_type,
+        "slowest": {n["unique_id"].split(".", 2)[-1]: n["execution_time"] for n in slowest},
+    }
+
+
+def run(
+    landing: Path,
+    root: Path,
+    partition: str,
+    first_date: date,
+    memory_limit: str,
+    threads: int,
+    dbt_exclude: str | None = None,
+) -> dict:
+    import dagster as dg
+
+    from orchestration.definitions import MAIN_JOB, build_definitions
+    from orchestration.settings import environment
+
+    root.mkdir(parents=True, exist_ok=True)
+    env = replace(
+        environment(),
+        warehouse_path=root / "funnel.duckdb",
+        published_path=root / "published" / "funnel.duckdb",
+        landing_dir=landing,
+        first_extract_date=first_date,
+        memory_limit=memory_limit,
+        threads=threads,
+        temp_directory=root / "tmp",
+        dbt_target_dir=root / "dbt_target",
+        export_parquet=False,
+    )
+    started = time.perf_counter()
+    definitions = build_definitions(env)
+    if dbt_exclude:
+        definitions = with_dbt_exclude(definitions, dbt_exclude)
+    job = definitions.resolve_job_def(MAIN_JOB)
+    definitions_seconds = time.perf_counter() - started
+    groups = step_groups(definitions)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_started = time.perf_counter()
+        result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+        run_seconds = time.perf_counter() - run_started
+        events = []
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is not None and event.event_type_value in STEP_EVENTS:
+                events.append(
+                    {"step": entry.step_key, "event": event.event_type_value, "timestamp": entry.timestamp}
+                )
+        failure = None
+        if not result.success:
+            failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            failure = "; ".join(
+                f"{e.step_key}: {e.event_specific_data.error.message.strip()}" for e in failed
+            )
+
+    db = env.warehouse_path
+    return {
+        "partition": partition,
+        "dbt_exclude": dbt_exclude,
+        "success": result.success,
+        "failure": failure,
+        "definitions_seconds": definitions_seconds,
+        "run_seconds": run_seconds,
+        "step_groups": groups,
+        "events": events,
+        "dbt": dbt_timings(result.run_id),
+        "rows": _count_rows(db) if db.exists() else {},
+        "rows_loaded": _rows_loaded(db, partition) if db.exists() else 0,
+        "warehouse_bytes": db.stat().st_size if db.exists() else 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--landing", type=Path, required=True)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--partition", required=True)
+    parser.add_argument("--first-date", type=date.fromisoformat, required=True)
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--dbt-exclude", help="dbt selector left out of `dbt build` (benchmark-only workaround)"
+    )
+    args = parser.parse_args()
+    # Its own home: the run must not read or write the instance of `make run` / `make ui`.
+    os.environ["DAGSTER_HOME"] = str((args.root / "dagster_home").resolve())
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    report = run(
+        args.landing.resolve(),
+        args.root.resolve(),
+        args.partition,
+        args.first_date,
+        args.memory_limit,
+        args.threads,
+        args.dbt_exclude,
+    )
+    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return 0 if report["success"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

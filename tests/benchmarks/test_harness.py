@@ -1,0 +1,176 @@
+"""The benchmark harness's pure helpers: step timings, stage totals, parsing, comparisons, the report.
+No timing is asserted anywhere: timings belong in `make bench`."""
+
+import pytest
+
+from benchmarks.floor import statements
+from benchmarks.harness import (
+    compare_checksums,
+    compare_marts,
+    figures,
+    parse_pandas_output,
+    results_markdown,
+    rss_by_step,
+    stage_seconds,
+    step_durations,
+)
+
+
+def event(step: str, kind: str, at: float) -> dict:
+    return {"step": step, "event": kind, "timestamp": at}
+
+
+def test_step_durations_pair_start_with_its_end_whatever_the_order():
+    events = [
+        event("raw__deals", "STEP_SUCCESS", 102.5),
+        event("raw__deals", "STEP_START", 100.0),
+        event("dbt", "STEP_START", 103.0),
+        event("dbt", "STEP_FAILURE", 110.0),
+        event("funnel", "STEP_START", 111.0),  # never ended: left out
+    ]
+    # raw__deals 102.5 - 100 = 2.5; dbt 110 - 103 = 7
+    assert step_durations(events) == pytest.approx({"raw__deals": 2.5, "dbt": 7.0})
+
+
+def test_step_durations_add_up_retried_attempts():
+    events = [
+        event("a", "STEP_START", 0.0),
+        event("a", "STEP_FAILURE", 1.0),
+        event("a", "STEP_START", 2.0),
+        event("a", "STEP_SUCCESS", 5.0),
+    ]
+    # 1 + 3
+    assert step_durations(events) == pytest.approx({"a": 4.0})
+
+
+def test_stage_seconds_sum_per_group_in_pipeline_order():
+    durations = {"raw__deals": 2.0, "raw__clients": 1.0, "warehouse_dbt_models": 7.0, "published__report": 0.5,
+                 "marts__funnel_conversion": 3.0, "mystery": 0.25}  # fmt: skip
+    groups = {"raw__deals": "ingestion", "raw__clients": "ingestion", "warehouse_dbt_models": "dbt",
+              "published__report": "publish", "marts__funnel_conversion": "funnel"}  # fmt: skip
+    stages = stage_seconds(durations, groups)
+    assert stages == pytest.approx(
+        {"ingestion": 3.0, "dbt": 7.0, "funnel": 3.0, "publish": 0.5, "other": 0.25}
+    )
+    assert list(stages) == ["ingestion", "dbt", "funnel", "publish", "other"]
+
+
+def test_parse_pandas_output_reads_both_engines_and_their_ratios():
+    text = (
+        "warehouse: /x/funnel.duckdb  rows: 5000  figures compared: 22\n"
+        "polars: 0.50 s, peak RSS 400 MB\n"
+        "pandas: 2.00 s, peak RSS 600 MB\n"
+        "pandas / polars: time 4.0x, peak RSS 1.50x\n"
+        "agree: yes\n"
+    )
+    parsed = parse_pandas_output(text)
+    assert parsed["polars"] == {"seconds": 0.5, "peak_rss_mb": 400.0}
+    assert parsed["time_ratio"] == pytest.approx(4.0)  # 2.00 / 0.50
+    assert parsed["rss_ratio"] == pytest.approx(1.5)  # 600 / 400
+    assert parsed["agree"] is True
+
+
+def test_parse_pandas_output_of_a_crash_has_no_ratio():
+    parsed = parse_pandas_output("Traceback (most recent call last):\n  ...\n")
+    assert parsed == {"agree": None}
+
+
+def test_compare_marts_gives_floor_minus_pipeline():
+    rows = compare_marts({"dim_deals": 100, "dim_clients": 10}, {"dim_deals": 98, "dim_clients": 10})
+    assert rows["dim_deals"] == {"pipeline": 100, "floor": 98, "difference": -2}
+    assert rows["dim_clients"]["difference"] == 0
+    assert rows["fct_pipeline_daily"]["difference"] is None  # missing on both sides
+
+
+def test_compare_checksums_reports_only_real_differences():
+    pipeline = {"dim_deals": {"amount_reporting": 1000.0, "skip_count": 5.0, "age_days": None}}
+    floor = {"dim_deals": {"amount_reporting": 1000.0000001, "skip_count": 6.0, "age_days": None}}
+    assert compare_checksums(pipeline, floor) == ["dim_deals.skip_count: pipeline 5.0, floor 6.0"]
+
+
+def run_summary(run_seconds: float, stages: dict[str, float], rss: float) -> dict:
+    return {
+        "success": True, "failure": None, "wall_seconds": run_seconds + 10, "definitions_seconds": 3.0,
+        "run_seconds": run_seconds, "stages": stages, "orchestration_seconds": 1.0,
+        "slowest_steps": {"warehouse_dbt_models": stages.get("dbt", 0.0)}, "rows_loaded": 1000,
+        "raw_rows": 1000, "mart_rows": 500, "dbt_mart_rows": {}, "ingest_rows_per_second": 100.0,
+        "mart_rows_per_second": 50.0, "peak_rss_mb": rss, "tree_rss_sampled_mb": rss / 2,
+        "warehouse_mb": 1.0, "load_before": (0.1, 0.1, 0.1), "load_after": (0.2, 0.2, 0.2), "log": "x.log",
+    }  # fmt: skip
+
+
+@pytest.fixture
+def results() -> dict:
+    out = {
+        "scale": "1", "format": "parquet", "started_at": "20260101T000000Z",
+        "machine": {"cpus": 2, "memory_gb": 24.0}, "memory_limit": "4GB", "threads": 2,
+        "load_at_start": (0.5, 0.4, 0.3), "dbt_exclude": None,
+        "full_build": run_summary(60.0, {"ingestion": 10.0, "dbt": 20.0, "funnel": 25.0}, 900.0),
+        "incremental": run_summary(12.0, {"ingestion": 1.0, "dbt": 6.0, "funnel": 4.0}, 800.0),
+        "floor": {"seconds": 15.0, "peak_rss_mb": 500.0, "statements": {"marts.dim_deals": 2.0}},
+        "floor_with_new_day": {"seconds": 16.0},
+        "pandas": {"time_ratio": 3.0, "polars": {"peak_rss_mb": 300.0}, "pandas": {"peak_rss_mb": 450.0}},
+        "mart_rows": compare_marts({"dim_deals": 100}, {"dim_deals": 100}),
+        "checksum_differences": [],
+    }  # fmt: skip
+    out["figures"] = figures(out)
+    return out
+
+
+def test_figures_are_the_ratios_of_the_targets(results):
+    fig = results["figures"]
+    assert fig["full_vs_floor"] == pytest.approx(4.0)  # 60 / 15
+    assert fig["ingestion_dbt_vs_floor"] == pytest.approx(2.0)  # (10 + 20) / 15
+    assert fig["dbt_vs_floor"] == pytest.approx(20 / 15)
+    assert fig["incremental_share"] == pytest.approx(0.2)  # 12 / 60
+    assert fig["incremental_vs_floor_recompute"] == pytest.approx(0.75)  # 12 / 16
+    assert fig["peak_rss_mb"] == 900.0  # max(largest process 900, sampled tree 450)
+
+
+def test_results_markdown_has_a_row_per_stage_and_the_ratios(results):
+    text = results_markdown(results)
+    assert "| ingestion | 10.0 | 1.0 |" in text
+    assert "| funnel | 25.0 | 4.0 |" in text
+    assert "| full build run / floor | 4.00x | <= 1.5x (SF10) |" in text
+    assert "| dim_deals | 100 | 100 | 0 |" in text
+    assert "A run failed" not in text
+
+
+def test_results_markdown_says_when_a_run_failed_or_a_test_was_left_out(results):
+    results["full_build"] |= {"success": False, "failure": "warehouse_dbt_models: dbt test failed"}
+    results["dbt_exclude"] = "some_test"
+    text = results_markdown(results)
+    assert "**A run failed**: warehouse_dbt_models: dbt test failed" in text
+    assert "`--exclude some_test`" in text
+
+
+def test_floor_statements_split_and_swap_readers_for_csv():
+    sql = (
+        "-- a comment; not a statement\n"
+        "create or replace temp view src_deals as\n"
+        "select file_row_number + 1 as _source_row\n"
+        "from read_parquet(getvariable('landing') || '/*/deals.parquet', filename = true, "
+        "file_row_number = true, union_by_name = true);\n"
+        "select 1;\n"
+    )
+    parquet = statements(sql)
+    assert len(parquet) == 2 and parquet[1] == "select 1"
+    csv = statements(sql, "csv")[0]
+    assert "read_csv(getvariable('landing') || '/*/deals.csv'" in csv
+    assert "0 as _source_row" in csv and "read_parquet" not in csv
+
+
+def test_rss_by_step_takes_the_samples_inside_each_step():
+    events = [
+        event("a", "STEP_START", 10.0),
+        event("a", "STEP_SUCCESS", 20.0),
+        event("b", "STEP_START", 20.5),
+        event("b", "STEP_SUCCESS", 30.0),
+    ]
+    mb = 2**20
+    samples = [(9.0, 5000 * mb), (12.0, 100 * mb), (19.0, 300 * mb), (25.0, 200 * mb), (31.0, 900 * mb)]
+    # a: samples at 12 and 19 -> peak 300, rise 300 - 5000 (the sample at 9, before it) = -4700;
+    # b: sample at 25 -> peak 200, rise 200 - 300 (the sample at 19) = -100; 31 is after every step.
+    assert rss_by_step(events, samples) == {"a": (300.0, -4700.0), "b": (200.0, -100.0)}
+    rising = [(9.0, 100 * mb), (15.0, 700 * mb)]
+    assert rss_by_step(events[:2], rising) == {"a": (700.0, 600.0)}  # 700 - 100
