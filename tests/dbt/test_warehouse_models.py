@@ -237,5 +237,6 @@ def test_a_deal_sitting_in_a_stage_deleted_from_the_catalogue_stays_in_the_daily
     as_of = warehouse.rows("select max(as_of_date) from marts.dim_deals")[0][0]
     assert warehouse.rows(
         "select open_deal_count, is_deleted_stage from marts.fct_pipeline_daily "
-        "where pipeline_date = ? and stage_id = 'demo'", [as_of]
+        "where pipeline_date = ? and stage_id = 'demo'",
+        [as_of],
     ) == [(1, True)]
