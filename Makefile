@@ -26,6 +26,7 @@ run: $(STAMP)
 ## Install, then run the whole test suite (and the linters).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(MAKE) --no-print-directory lint-sql
 	$(BIN)/python -m pytest -q
 
