@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# A DuckDB 1.x client, apart from the project's 2.x, to prove BI drivers can open the published file.
-	$(BIN)/pip install --quiet --target $(VENV)/duckdb1x duckdb==1.1.3
+	# A DuckDB 1.x client in its own small venv, to prove BI drivers can open the published file.
+	$(PYTHON) -m venv $(VENV)/duckdb1x
+	$(VENV)/duckdb1x/bin/pip install --quiet duckdb==1.1.3
 	touch $(STAMP)
 
 install: $(STAMP)

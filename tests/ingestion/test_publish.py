@@ -1,6 +1,5 @@
 import os
 import subprocess
-import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -104,14 +103,14 @@ def test_a_duckdb_1x_client_opens_the_published_file_read_only(tmp_path, conn):
     record_blocked(conn, target, "run-2", AS_OF, "a check failed", AT)  # the rewritten copy too
 
     probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import duckdb; "
-        "c = duckdb.connect(sys.argv[2], read_only=True); "
+        "import sys, duckdb; "
+        "c = duckdb.connect(sys.argv[1], read_only=True); "
         "print(duckdb.__version__, c.execute('SELECT sum(won) FROM marts.wins').fetchall()[0][0], "
         "c.execute('SELECT count(*) FROM quality.publication_log').fetchall()[0][0])"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
-        [sys.executable, "-S", "-c", probe, str(DUCKDB_1X), str(target)],
+        [str(DUCKDB_1X / "bin" / "python"), "-c", probe, str(target)],
         capture_output=True,
         text=True,
         env=env,
