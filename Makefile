@@ -9,7 +9,7 @@ export FUNNEL_LANDING_DIR ?= $(CURDIR)/data/sample/extracts
 
 .PHONY: install run test lint lint-sql ui bench sample docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
