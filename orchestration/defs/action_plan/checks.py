@@ -1,8 +1,6 @@
 """Asset checks on the action-plan tables: the plan adds up to the lead requirements, owners without history
 carry the line's norm, norms sit inside their intervals, and the SLA list agrees with dim_deals."""
 
-from collections.abc import Callable
-
 import dagster as dg
 import polars as pl
 
@@ -13,46 +11,12 @@ from orchestration.defs.action_plan.assets import (
     DEALS_NEEDING_ACTION_KEY,
 )
 from orchestration.defs.funnel.assets import LEAD_REQUIREMENTS_KEY
-from orchestration.partitions import WRITER_POOL, partition_as_of
-from orchestration.resources import WarehouseResource
+from orchestration.defs.warehouse_checks import examples_metadata as _examples
+from orchestration.defs.warehouse_checks import warehouse_check as _check
+from orchestration.partitions import partition_as_of
 
 RECONCILIATION_TOLERANCE = 1e-6
 """Relative difference allowed between the plan's deals and deals_needed (float sums over days)."""
-
-
-def _examples(frame: pl.DataFrame, limit: int = 5) -> dg.MetadataValue:
-    return dg.MetadataValue.json(
-        [
-            {k: (v if isinstance(v, int | float | bool) or v is None else str(v)) for k, v in row.items()}
-            for row in frame.head(limit).to_dicts()
-        ]
-    )
-
-
-def _check(
-    key: dg.AssetKey,
-    name: str,
-    description: str,
-    partitions_def: dg.PartitionsDefinition,
-    evaluate: Callable[..., dg.AssetCheckResult],
-    extra_deps: list[dg.AssetKey] | None = None,
-) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=key,
-        name=name,
-        description=description,
-        blocking=True,
-        partitions_def=partitions_def,
-        pool=WRITER_POOL,
-        additional_deps=extra_deps or [],
-    )
-    def _evaluate(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        with warehouse.connect() as conn:
-            return evaluate(context, conn)
-
-    return _evaluate
 
 
 def plan_off_requirements(plan: pl.DataFrame, requirements: pl.DataFrame) -> pl.DataFrame:

@@ -1,8 +1,6 @@
 """Asset checks on the funnel tables: rates are shares, the funnel only narrows, totals agree with the
 dbt marts, and no business line x segment goes missing."""
 
-from collections.abc import Callable
-
 import dagster as dg
 import polars as pl
 
@@ -14,8 +12,9 @@ from orchestration.defs.funnel.assets import (
     SEGMENT_FOCUS_KEY,
     SOURCE_KEYS,
 )
-from orchestration.partitions import WRITER_POOL, partition_as_of
-from orchestration.resources import WarehouseResource
+from orchestration.defs.warehouse_checks import examples_metadata as _examples
+from orchestration.defs.warehouse_checks import warehouse_check as _check
+from orchestration.partitions import partition_as_of
 from transforms.funnel import ALL, rates_out_of_range, rising_down_the_funnel
 
 RATE_COLUMNS = {
@@ -62,42 +61,6 @@ EXPECTED_PAIRS_SQL = """
     union
     select distinct business_line, segment from staging.stg_planning__targets
 """
-
-
-def _examples(frame: pl.DataFrame, limit: int = 5) -> dg.MetadataValue:
-    return dg.MetadataValue.json(
-        frame.head(limit).to_dicts()
-        and [
-            {k: (v if isinstance(v, int | float | bool) or v is None else str(v)) for k, v in row.items()}
-            for row in frame.head(limit).to_dicts()
-        ]
-    )
-
-
-def _check(
-    key: dg.AssetKey,
-    name: str,
-    description: str,
-    partitions_def: dg.PartitionsDefinition,
-    evaluate: Callable[..., dg.AssetCheckResult],
-    extra_deps: list[dg.AssetKey] | None = None,
-) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=key,
-        name=name,
-        description=description,
-        blocking=True,
-        partitions_def=partitions_def,
-        pool=WRITER_POOL,
-        additional_deps=extra_deps or [],
-    )
-    def _evaluate(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        with warehouse.connect(read_only=False) as conn:
-            return evaluate(context, conn)
-
-    return _evaluate
 
 
 def _rates_check(key: dg.AssetKey, partitions_def) -> dg.AssetChecksDefinition:
