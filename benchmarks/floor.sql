@@ -391,11 +391,12 @@ calendar as (
         (select min(cast(entered_at as date)) from spells), getvariable('as_of'), interval 1 day
     )) as date) as pipeline_date
 ),
+-- Stages removed from the catalogue stay: deals can still sit in them.
 line_segment_stages as (
-    select distinct ds.business_line, ds.segment, s.stage_id, s.stage_order
+    select distinct ds.business_line, ds.segment, s.stage_id, s.stage_order, s.is_deleted as is_deleted_stage
     from deal_segments as ds
     inner join stages as s on ds.business_line = s.pipeline_id
-    where not s.is_terminal and not s.is_deleted
+    where not s.is_terminal
 ),
 moves as (
     select ds.business_line, ds.segment, sp.stage_id, cast(sp.entered_at as date) as day,
@@ -414,7 +415,7 @@ daily_moves as (
 ),
 grid as (
     select cal.pipeline_date, lss.business_line, lss.segment, lss.stage_id, lss.stage_order,
-           coalesce(m.deals, 0) as deals, coalesce(m.amount, 0) as amount
+           lss.is_deleted_stage, coalesce(m.deals, 0) as deals, coalesce(m.amount, 0) as amount
     from calendar as cal
     cross join line_segment_stages as lss
     left join daily_moves as m
@@ -424,13 +425,13 @@ grid as (
 -- Moves before the calendar's first day (none: it starts at the first entry) would be lost here.
 running as (
     select
-        pipeline_date, business_line, segment, stage_id, stage_order,
+        pipeline_date, business_line, segment, stage_id, stage_order, is_deleted_stage,
         sum(deals) over w as open_deal_count,
         sum(amount) over w as open_amount_reporting
     from grid
     window w as (partition by business_line, segment, stage_id order by pipeline_date rows unbounded preceding)
 )
 select
-    pipeline_date, business_line, segment, stage_id, stage_order, open_deal_count,
+    pipeline_date, business_line, segment, stage_id, stage_order, is_deleted_stage, open_deal_count,
     cast(open_amount_reporting as decimal(18, 4)) as open_amount_reporting
 from running;

@@ -15,7 +15,9 @@
 Time per stage comes from the run's STEP_START / STEP_SUCCESS events, summed per asset group (checks
 count with the asset they check). Peak RSS is what `wait4` reports for the subprocess: the largest
 single process of its tree (the Dagster process, or the dbt process it waited for), not their sum; the
-harness also samples the summed RSS of the live tree every 0.2 s ("tree, sampled").
+harness also samples the live tree every 0.2 s: the largest single process's RSS (step processes are
+not all waited for by the runner, so wait4 can miss them) and the tree's summed PSS ("tree, sampled":
+proportional set size, so pages a forked step process shares with the fork server count once).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def stage_seconds(durations: dict[str, float], groups: dict[str, str]) -> dict[s
 
 
 def rss_by_step(events: list[dict], samples: list[tuple[float, int]]) -> dict[str, tuple[float, float]]:
-    """Per step, from the tree RSS samples taken while it ran (MB): the largest, and how far it rose above
+    """Per step, from the tree PSS samples taken while it ran (MB): the largest, and how far it rose above
     the last sample before the step started (what the step itself added and kept while running)."""
     spans: dict[str, list[float]] = {}
     for event in sorted(events, key=lambda e: e["timestamp"]):
@@ -167,11 +169,12 @@ class Measured:
     load_after: tuple[float, float, float]
     log: str
     samples: list[tuple[float, int]]
-    """(wall-clock time, summed RSS of the live tree in bytes), every 0.2 s."""
+    """(wall-clock time, summed PSS of the live tree in bytes), every 0.2 s."""
 
 
-def _tree_rss_bytes(root_pid: int) -> int:
-    """Summed RSS of a process and its live descendants, from /proc (0 where /proc is missing)."""
+def _tree_memory_bytes(root_pid: int) -> tuple[int, int]:
+    """(summed PSS of a process and its live descendants, largest single RSS among them), from /proc
+    ((0, 0) where /proc is missing)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -186,12 +189,24 @@ def _tree_rss_bytes(root_pid: int) -> int:
         pid, ppid = int(entry), int(fields[1])
         children.setdefault(ppid, []).append(pid)
         rss[pid] = int(fields[21]) * page
-    total, todo = 0, [root_pid]
+    pss_total, largest, todo = 0, 0, [root_pid]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        largest = max(largest, rss.get(pid, 0))
+        pss_total += _pss_bytes(pid, rss.get(pid, 0))
         todo.extend(children.get(pid, []))
-    return total
+    return pss_total, largest
+
+
+def _pss_bytes(pid: int, fallback: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return fallback
 
 
 def measure(command: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
@@ -202,11 +217,14 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         samples: list[tuple[float, int]] = []
+        largest: list[int] = [0]
         done = threading.Event()
 
         def sample() -> None:
             while not done.wait(0.2):
-                samples.append((time.time(), _tree_rss_bytes(process.pid)))
+                pss, single = _tree_memory_bytes(process.pid)
+                samples.append((time.time(), pss))
+                largest[0] = max(largest[0], single)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -219,7 +237,7 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     return Measured(
         seconds=seconds,
         returncode=process.returncode,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        peak_rss_mb=max(usage.ru_maxrss * 1024, largest[0]) / 2**20,  # ru_maxrss: KiB on Linux
         tree_rss_sampled_mb=max((rss for _, rss in samples), default=0) / 2**20,
         load_before=load_before,
         load_after=os.getloadavg(),
@@ -324,11 +342,6 @@ def results_markdown(results: dict) -> str:
         f"Data: {full['raw_rows']:,} raw rows after the full build, "
         f"{incr['rows_loaded']:,} rows in the new day.",
         "",
-        *(
-            [f"**dbt build ran with `--exclude {results['dbt_exclude']}`** (a failing test left out).", ""]
-            if results.get("dbt_exclude")
-            else []
-        ),
         *[f"**A run failed**: {run['failure']}\n" for run in (full, incr) if not run["success"]],
         "## Per stage (seconds, from the run's step events)",
         "",
@@ -346,7 +359,7 @@ def results_markdown(results: dict) -> str:
         f"| process wall (incl. imports) | {_fmt(full['wall_seconds'])} | {_fmt(incr['wall_seconds'])} |",
         f"| peak RSS, largest process (MB) | {_fmt(full['peak_rss_mb'], 0)} | "
         f"{_fmt(incr['peak_rss_mb'], 0)} |",
-        f"| peak RSS, tree sampled (MB) | {_fmt(full['tree_rss_sampled_mb'], 0)} | "
+        f"| peak PSS, tree sampled (MB) | {_fmt(full['tree_rss_sampled_mb'], 0)} | "
         f"{_fmt(incr['tree_rss_sampled_mb'], 0)} |",
         f"| raw rows loaded / s (ingestion) | {_fmt(full['ingest_rows_per_second'], 0)} | "
         f"{_fmt(incr['ingest_rows_per_second'], 0)} |",
@@ -399,7 +412,7 @@ def results_markdown(results: dict) -> str:
         *[f"| {step} | {_fmt(s)} |" for step, s in full["slowest_steps"].items()],
         "",
         *dbt_lines(full),
-        "## Memory by step of the full build (sampled tree RSS, MB; steps that added most)",
+        "## Memory by step of the full build (sampled tree PSS, MB; steps that added most)",
         "",
         "| step | largest while it ran | rise above the RSS before it |",
         "|---|---:|---:|",
@@ -480,11 +493,6 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("FUNNEL_DUCKDB_THREADS", "2")))
     parser.add_argument("--keep", action="store_true", help="keep the run folder (warehouses, logs)")
     parser.add_argument("--skip-pandas", action="store_true", help="do not run funnel_vs_pandas")
-    parser.add_argument(
-        "--dbt-exclude",
-        help="dbt selector left out of the pipeline's `dbt build` (a workaround for a dbt test that fails "
-        "on the data at hand; recorded in the results)",
-    )
     args = parser.parse_args()
 
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -508,8 +516,6 @@ def main() -> int:
         command = [py, "-m", "benchmarks.runner", "--landing", str(landing), "--root",
                    str(run_dir / "pipeline"), "--partition", partition, "--first-date", dump,
                    "--out", str(out), *limits]  # fmt: skip
-        if args.dbt_exclude:
-            command += ["--dbt-exclude", args.dbt_exclude]
         print(f"{name}: the job on {partition} ...", flush=True)
         measured = measure(command, run_dir / f"{name}.log", _child_env(run_dir / f"dagster_home_{name}"))
         if measured.returncode != 0 and not out.exists():
@@ -564,7 +570,6 @@ def main() -> int:
         "memory_limit": args.memory_limit,
         "threads": args.threads,
         "load_at_start": load_at_start,
-        "dbt_exclude": args.dbt_exclude,
         "generation_seconds": generation_seconds,
         "dates": {"dump": dump, "new_day": new_day},
         "extract_rows": {t: sum(c.values()) for t, c in manifest["row_counts"].items()},

@@ -1,11 +1,13 @@
-"""One timed run of the whole Dagster job on one extract date, in this process, for the harness.
+"""One timed run of the whole Dagster job on one extract date, for the harness.
 
     python -m benchmarks.runner --landing DIR --root DIR --partition YYYY-MM-DD --first-date YYYY-MM-DD \
         --out run.json
 
-The warehouse, dbt target and DuckDB spill folder live under --root; the Dagster instance is ephemeral
-(in memory), so nothing of a user's DAGSTER_HOME is read or written. A second call with the same --root
-and a later --partition is the daily incremental run on top of the first one's warehouse.
+The job runs as in production: each step in its own process (the job's `STEP_EXECUTOR`), configured
+through the same environment variables as `make run`. The warehouse, dbt target, DuckDB spill folder
+and the Dagster instance live under --root, so nothing of a user's DAGSTER_HOME is read or written. A
+second call with the same --root and a later --partition is the daily incremental run on top of the
+first one's warehouse.
 
 The JSON written holds every step's start and end (from the run's STEP_START / STEP_SUCCESS /
 STEP_FAILURE events) with the asset group the step belongs to, the time to load the definitions (which
@@ -21,7 +23,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -85,30 +86,6 @@ def _rows_loaded(db: Path, partition: str) -> int:
         return sum(rows[0][0] for rows in counts)
 
 
-def with_dbt_exclude(definitions, exclude: str):
-    """The same definitions with `--exclude <exclude>` on every dbt invocation: a benchmark-only way past
-    a dbt test that fails on the data at hand, so the stages after dbt still run and are timed."""
-    import dagster as dg
-    from dagster_dbt import DbtCliResource
-
-    class ExcludingDbtCliResource(DbtCliResource):
-        exclude: str
-
-        def cli(self, args, **kwargs):
-            return super().cli([*args, "--exclude", self.exclude], **kwargs)
-
-    dbt = definitions.resources["dbt"]
-    patched = ExcludingDbtCliResource(
-        project_dir=dbt.project_dir, dbt_executable=dbt.dbt_executable, exclude=exclude
-    )
-    return dg.Definitions(
-        assets=list(definitions.assets or []),
-        asset_checks=list(definitions.asset_checks or []),
-        jobs=list(definitions.jobs or []),
-        resources={**definitions.resources, "dbt": patched},
-    )
-
-
 def dbt_timings(run_id: str, keep: int = 10) -> dict | None:
     """dbt's own timings of this run (run_results.json of its invocation): dbt's elapsed time, seconds
     per resource type and the slowest nodes. dagster-dbt writes each invocation under
@@ -133,44 +110,42 @@ def dbt_timings(run_id: str, keep: int = 10) -> dict | None:
     }
 
 
-def run(
-    landing: Path,
-    root: Path,
-    partition: str,
-    first_date: date,
-    memory_limit: str,
-    threads: int,
-    dbt_exclude: str | None = None,
-) -> dict:
+def run(landing: Path, root: Path, partition: str, first_date: date, memory_limit: str, threads: int) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {
+            "DAGSTER_HOME": str(root / "dagster_home"),
+            "FUNNEL_WAREHOUSE_PATH": str(root / "funnel.duckdb"),
+            "FUNNEL_PUBLISHED_PATH": str(root / "published" / "funnel.duckdb"),
+            "FUNNEL_LANDING_DIR": str(landing),
+            "FUNNEL_FIRST_EXTRACT_DATE": first_date.isoformat(),
+            "FUNNEL_DUCKDB_MEMORY_LIMIT": memory_limit,
+            "FUNNEL_DUCKDB_THREADS": str(threads),
+            "FUNNEL_DUCKDB_TEMP_DIR": str(root / "tmp"),
+            "FUNNEL_DBT_TARGET_DIR": str(root / "dbt_target"),
+            "FUNNEL_PUBLISH_PARQUET": "false",
+        }
+    )
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
-    from orchestration.definitions import MAIN_JOB, build_definitions
+    from orchestration.definitions import daily_warehouse_job, definitions_for
     from orchestration.settings import environment
 
-    root.mkdir(parents=True, exist_ok=True)
-    env = replace(
-        environment(),
-        warehouse_path=root / "funnel.duckdb",
-        published_path=root / "published" / "funnel.duckdb",
-        landing_dir=landing,
-        first_extract_date=first_date,
-        memory_limit=memory_limit,
-        threads=threads,
-        temp_directory=root / "tmp",
-        dbt_target_dir=root / "dbt_target",
-        export_parquet=False,
-    )
+    env = environment()
     started = time.perf_counter()
-    definitions = build_definitions(env)
-    if dbt_exclude:
-        definitions = with_dbt_exclude(definitions, dbt_exclude)
-    job = definitions.resolve_job_def(MAIN_JOB)
+    definitions = definitions_for(env)
     definitions_seconds = time.perf_counter() - started
     groups = step_groups(definitions)
 
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.get() as instance:
         run_started = time.perf_counter()
-        result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+        result = dg.execute_job(
+            dg.reconstructable(daily_warehouse_job),
+            instance=instance,
+            tags={"dagster/partition": partition},
+            raise_on_error=False,
+        )
         run_seconds = time.perf_counter() - run_started
         events = []
         for entry in instance.all_logs(result.run_id):
@@ -189,7 +164,6 @@ def run(
     db = env.warehouse_path
     return {
         "partition": partition,
-        "dbt_exclude": dbt_exclude,
         "success": result.success,
         "failure": failure,
         "definitions_seconds": definitions_seconds,
@@ -212,13 +186,8 @@ def main() -> int:
     parser.add_argument("--memory-limit", default="4GB")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument(
-        "--dbt-exclude", help="dbt selector left out of `dbt build` (benchmark-only workaround)"
-    )
     args = parser.parse_args()
-    # Its own home: the run must not read or write the instance of `make run` / `make ui`.
-    os.environ["DAGSTER_HOME"] = str((args.root / "dagster_home").resolve())
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    # Its own home (under --root): the run must not read or write the instance of `make run` / `make ui`.
     report = run(
         args.landing.resolve(),
         args.root.resolve(),
@@ -226,7 +195,6 @@ def main() -> int:
         args.first_date,
         args.memory_limit,
         args.threads,
-        args.dbt_exclude,
     )
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0 if report["success"] else 1

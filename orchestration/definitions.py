@@ -1,5 +1,7 @@
 """The Dagster definitions of the warehouse: `dagster dev -m orchestration.definitions` (see `make ui`)."""
 
+import functools
+
 import dagster as dg
 
 from data.contract import load_contract
@@ -27,6 +29,19 @@ from orchestration.settings import Environment, environment
 
 MAIN_JOB = "daily_warehouse"
 
+# Each step in its own process, one at a time. One at a time because DuckDB allows one process per file
+# (the pool `duckdb_writer` says the same to the instance). Own process so that the memory a step took
+# (Polars, pandas for Great Expectations, DuckDB's buffer pool) goes back to the system when it ends
+# instead of piling up in one long-lived process. A fork server that has already imported the
+# definitions keeps the start of each step process short.
+STEP_EXECUTOR = dg.multiprocess_executor.configured(
+    {
+        "max_concurrent": 1,
+        "start_method": {"forkserver": {"preload_modules": ["orchestration.step_server"]}},
+    },
+    name="step_per_process",
+)
+
 
 def build_definitions(env: Environment) -> dg.Definitions:
     contract = load_contract()
@@ -50,6 +65,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
         MAIN_JOB,
         selection=dg.AssetSelection.all(include_sources=False),
         partitions_def=partitions,
+        executor_def=STEP_EXECUTOR,
         description="Everything, for one extract date or (as a single-run backfill) a range of them: "
         "ingest, check, model, compute, publish.",
     )
@@ -89,6 +105,18 @@ def build_definitions(env: Environment) -> dg.Definitions:
     )
 
 
+@functools.cache
+def definitions_for(env: Environment) -> dg.Definitions:
+    """The definitions of one environment, built once per process (and once for all step processes: the
+    fork server builds them before it forks, see orchestration/step_server.py)."""
+    return build_definitions(env)
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(environment())
+    return definitions_for(environment())
+
+
+def daily_warehouse_job() -> dg.JobDefinition:
+    """The main job, built from the environment: what `dg.reconstructable` gives each step process."""
+    return definitions_for(environment()).resolve_job_def(MAIN_JOB)

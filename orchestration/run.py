@@ -1,7 +1,9 @@
 """`make run`: build the whole warehouse from every extract folder in the landing directory, in one run.
 
 The run is a single-run backfill over the range of extract dates found, recorded in the Dagster instance
-at $DAGSTER_HOME so `make ui` shows it.
+at $DAGSTER_HOME so `make ui` shows it. It runs as the schedule and the UI run it: each step in its own
+process (see `STEP_EXECUTOR`), so the step processes rebuild the definitions from the same environment
+variables.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import dagster as dg
 
 from ingestion.landing import extract_dates
-from orchestration.definitions import MAIN_JOB, build_definitions
+from orchestration.definitions import build_definitions, daily_warehouse_job
 from orchestration.defs.publish.assets import record_failed_run
 from orchestration.instance import release_orphaned_runs
 from orchestration.settings import environment
@@ -25,13 +27,13 @@ def main() -> int:
         print(f"no extract folders (YYYY-MM-DD) under {env.landing_dir}", file=sys.stderr)
         return 1
     definitions = build_definitions(env)
-    job = definitions.resolve_job_def(MAIN_JOB)
     print(f"building the warehouse from {len(dates)} extract folders, {dates[0]} .. {dates[-1]}")
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         for run_id in release_orphaned_runs(instance):
             print(f"run {run_id} was killed mid-way: marked failed, its pool slot freed")
-        result = job.execute_in_process(
+        result = dg.execute_job(
+            dg.reconstructable(daily_warehouse_job),
             instance=instance,
             tags={
                 "dagster/asset_partition_range_start": dates[0],

@@ -104,7 +104,7 @@ def results() -> dict:
     out = {
         "scale": "1", "format": "parquet", "started_at": "20260101T000000Z",
         "machine": {"cpus": 2, "memory_gb": 24.0}, "memory_limit": "4GB", "threads": 2,
-        "load_at_start": (0.5, 0.4, 0.3), "dbt_exclude": None,
+        "load_at_start": (0.5, 0.4, 0.3),
         "full_build": run_summary(60.0, {"ingestion": 10.0, "dbt": 20.0, "funnel": 25.0}, 900.0),
         "incremental": run_summary(12.0, {"ingestion": 1.0, "dbt": 6.0, "funnel": 4.0}, 800.0),
         "floor": {"seconds": 15.0, "peak_rss_mb": 500.0, "statements": {"marts.dim_deals": 2.0}},
@@ -136,12 +136,10 @@ def test_results_markdown_has_a_row_per_stage_and_the_ratios(results):
     assert "A run failed" not in text
 
 
-def test_results_markdown_says_when_a_run_failed_or_a_test_was_left_out(results):
+def test_results_markdown_says_when_a_run_failed(results):
     results["full_build"] |= {"success": False, "failure": "warehouse_dbt_models: dbt test failed"}
-    results["dbt_exclude"] = "some_test"
     text = results_markdown(results)
     assert "**A run failed**: warehouse_dbt_models: dbt test failed" in text
-    assert "`--exclude some_test`" in text
 
 
 def test_floor_statements_split_and_swap_readers_for_csv():
