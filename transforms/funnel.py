@@ -33,12 +33,13 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from transforms.sql import Tables, end_of_day_literal, frame_tables
+
 ALL = "(all)"
 """Label of the total rows (all business lines, all segments)."""
 UNKNOWN_SEGMENT = "unknown"
 GRAINS = ("month", "quarter")
 _TRUNCATE = {"month": "1mo", "quarter": "1q"}
-_FAR_FUTURE = pl.datetime(9999, 12, 31)
 _DAY_SECONDS = 86_400.0
 
 
@@ -57,6 +58,10 @@ def _ratio(numerator: str | pl.Expr, denominator: str | pl.Expr) -> pl.Expr:
 
 
 # --------------------------------------------------------------------------------------------- inputs
+
+DEAL_SOURCES = ("transitions", "dim_deals", "dim_clients")
+"""The large inputs, read by SQL (`transforms.sql.Tables`): marts.fct_stage_transitions, dim_deals,
+dim_clients. Stages and targets are small Polars frames."""
 
 
 def deal_attributes(dim_deals: pl.LazyFrame, dim_clients: pl.LazyFrame) -> pl.LazyFrame:
@@ -104,155 +109,173 @@ def funnel_stages(stages: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def deal_events(transitions: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
-    """The stage changes on or before the as-of date, in order per deal."""
-    return (
-        transitions.filter(pl.col("changed_at") < _end_of_day(as_of))
-        .select(
-            "deal_id",
-            "from_stage_id",
-            "from_stage_days",
-            "to_stage_id",
-            "to_stage_order",
-            "changed_at",
-            "transition_number",
-            "is_to_won",
-            "is_to_lost",
-        )
-        .sort("deal_id", "changed_at", "transition_number")
-    )
+# SQL over the deal sources. `{end}` is midnight after the as-of date: events on or before it count.
+
+DAYS_PER_MICROSECOND = "/ 1000000 / 86400"
 
 
-def deal_outcomes(events: pl.LazyFrame, deals: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per deal with stage history: line, segment, amount, first entry into the funnel, and its
-    status from the last event (open / won / lost) with the close time."""
-    last_event = events.group_by("deal_id").agg(
-        entered_funnel_at=pl.col("changed_at").min(),
-        last_at=pl.col("changed_at").last(),
-        last_is_won=pl.col("is_to_won").last(),
-        last_is_lost=pl.col("is_to_lost").last(),
-    )
-    return deals.join(last_event, on="deal_id", how="inner").select(
-        "deal_id",
-        "business_line",
-        "segment",
-        "created_at",
-        "amount_reporting",
-        "entered_funnel_at",
-        status=pl.when("last_is_won")
-        .then(pl.lit("won"))
-        .when("last_is_lost")
-        .then(pl.lit("lost"))
-        .otherwise(pl.lit("open")),
-        won_at=pl.when("last_is_won").then("last_at"),
-        lost_at=pl.when("last_is_lost").then("last_at"),
-    )
+def days_sql(later: str, earlier: str) -> str:
+    """Days between two timestamps, fractional, as `_days` computes them (microseconds / 1e6 / 86400)."""
+    return f"(cast(date_diff('microsecond', {earlier}, {later}) as double) {DAYS_PER_MICROSECOND})"
 
 
-# ------------------------------------------------------------------------------------- deal x stage
+EVENTS_SQL = """
+    select deal_id, from_stage_id, from_stage_days, to_stage_id, to_stage_order, changed_at,
+        transition_number, is_to_won, is_to_lost
+    from {transitions}
+    where changed_at < {end}
+"""
+
+DEALS_SQL = """
+    select deals.deal_id, deals.business_line, coalesce(clients.segment, 'unknown') as segment,
+        deals.created_at, cast(deals.amount_reporting as double) as amount_reporting
+    from {dim_deals} as deals
+    left join (select client_id, segment from {dim_clients}) as clients
+        on deals.client_id = clients.client_id
+"""
+
+# One row per deal with stage history: status from its last event on or before the as-of date.
+OUTCOMES_SQL = """
+    select deals.deal_id, deals.business_line, deals.segment, deals.created_at, deals.amount_reporting,
+        last_events.entered_funnel_at,
+        case when last_events.last_is_won then 'won' when last_events.last_is_lost then 'lost'
+            else 'open' end as status,
+        case when last_events.last_is_won then last_events.last_at end as won_at,
+        case when last_events.last_is_lost then last_events.last_at end as lost_at
+    from ({deals_sql}) as deals
+    inner join (
+        select deal_id, min(changed_at) as entered_funnel_at, max(changed_at) as last_at,
+            arg_max_null(is_to_won, (changed_at, transition_number)) as last_is_won,
+            arg_max_null(is_to_lost, (changed_at, transition_number)) as last_is_lost
+        from {events}
+        group by deal_id
+    ) as last_events on deals.deal_id = last_events.deal_id
+"""
+
+def _deal_reach_sql(shown: pl.DataFrame) -> str:
+    """One row per deal with history: its furthest entered order, for every shown stage order o the
+    earliest entry into a stage of order >= o (`from_order_<o>`: any-stage reach), and for every own
+    stage number j the first entry into it if the first entries into stages 1..j were in stage order
+    (`strict_<j>`: strict reach). Entries into lost are not reaches."""
+    orders = sorted(int(o) for o in shown["stage_order"].drop_nulls().unique())
+    own_numbers = range(1, int(shown["own_stage_number"].max() or 0) + 1)
+    from_order = "".join(
+        f",\n min(events.changed_at) filter (where events.to_stage_order >= {o}) as from_order_{o}"
+        for o in orders
+    )
+    own_entry = "".join(
+        f",\n min(events.changed_at) filter (where own.own_stage_number = {j}) as own_entry_{j}"
+        for j in own_numbers
+    )
+    strict = "".join(
+        ",\n case when own_entry_1 is not null"
+        + "".join(f" and own_entry_{i} >= own_entry_{i - 1}" for i in range(2, j + 1))
+        + f" then own_entry_{j} end as strict_{j}"
+        for j in own_numbers
+    )
+    return f"""
+        select deal_id, furthest_order{"".join(f", from_order_{o}" for o in orders)}{strict}
+        from (
+            select events.deal_id, max(events.to_stage_order) as furthest_order{from_order}{own_entry}
+            from {{events}} as events
+            inner join {{outcomes}} as outcomes on events.deal_id = outcomes.deal_id
+            left join {{shown}} as own
+                on own.view_business_line = own.pipeline_id
+                and outcomes.business_line = own.pipeline_id
+                and events.to_stage_id = own.stage_id
+            where not events.is_to_lost
+            group by events.deal_id
+        )
+    """
 
 
-def deal_stage_reach(events: pl.LazyFrame, outcomes: pl.LazyFrame, stages: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per deal x view x shown stage of its pipeline: when it reached the stage (any-stage and
-    strict), whether it advanced to the next shown stage, dropped out (lost) or is pending (open)."""
-    first_entries = (
-        events.filter(~pl.col("is_to_lost"))
-        .group_by("deal_id", "to_stage_id", "to_stage_order")
-        .agg(first_at=pl.col("changed_at").min())
+def reach_sql(shown: pl.DataFrame) -> str:
+    """One row per deal x view x shown stage of its pipeline that the deal reached: when (any-stage and
+    strict), whether it advanced to the next shown stage, dropped out (lost) or is pending (open).
+    Reads `{outcomes}`, `{shown}` and `{deal_reach}` (`materialize_deal_facts`)."""
+    orders = sorted(int(o) for o in shown["stage_order"].drop_nulls().unique())
+    own_numbers = range(1, int(shown["own_stage_number"].max() or 0) + 1)
+
+    def pick(column: str, prefix: str, values: list[int] | range) -> str:
+        whens = " ".join(f"when {v} then deal_reach.{prefix}_{v}" for v in values)
+        return f"case shown.{column} {whens} end" if whens else "cast(null as timestamp)"
+
+    return f"""
+        select deal_id, business_line, view_business_line, segment, stage_id, stage_number, reached_at,
+            reached_strict_at, has_advanced,
+            not has_advanced and status = 'lost' as is_dropped,
+            not has_advanced and status = 'open' as is_pending,
+            status = 'won' as is_eventually_won,
+            amount_reporting, status, won_at
+        from (
+            select outcomes.deal_id, outcomes.business_line, shown.view_business_line, outcomes.segment,
+                shown.stage_id, shown.stage_number,
+                {pick("stage_order", "from_order", orders)} as reached_at,
+                {pick("own_stage_number", "strict", own_numbers)} as reached_strict_at,
+                case when shown.next_stage_order is not null
+                    then deal_reach.furthest_order >= shown.next_stage_order end as has_advanced,
+                outcomes.amount_reporting, outcomes.status, outcomes.won_at
+            from {{outcomes}} as outcomes
+            inner join {{shown}} as shown on outcomes.business_line = shown.pipeline_id
+            left join {{deal_reach}} as deal_reach on outcomes.deal_id = deal_reach.deal_id
+        )
+        where reached_at is not null or reached_strict_at is not null
+    """
+
+
+def shown_stages(stages: pl.LazyFrame) -> pl.DataFrame:
+    """`funnel_stages` with `own_stage_number`: the stage's number in its own pipeline's view (strict
+    reach is judged there, for the all-lines view too)."""
+    shown = funnel_stages(stages)
+    own = shown.filter(pl.col("view_business_line") == pl.col("pipeline_id")).select(
+        "pipeline_id", "stage_id", own_stage_number="stage_number"
     )
-    furthest = first_entries.group_by("deal_id").agg(furthest_order=pl.col("to_stage_order").max())
-    grid = outcomes.join(stages, left_on="business_line", right_on="pipeline_id")
-    # First reach of stage k = earliest first entry into k or a later stage: a suffix minimum over the
-    # deal's entries in stage order, picked for each stage by an as-of join (the next entered order >= k).
-    earliest_from_here = (
-        first_entries.group_by("deal_id", "to_stage_order")
-        .agg(pl.col("first_at").min())
-        .with_columns(
-            reached_at=pl.col("first_at").cum_min(reverse=True).over("deal_id", order_by="to_stage_order")
-        )
-        .select("deal_id", "to_stage_order", "reached_at")
-        .sort("to_stage_order")
-    )
-    reached_any = (
-        grid.select("deal_id", "view_business_line", "stage_id", "stage_order")
-        .sort("stage_order")
-        .join_asof(
-            earliest_from_here,
-            left_on="stage_order",
-            right_on="to_stage_order",
-            by="deal_id",
-            strategy="forward",
-            check_sortedness=False,  # both sides are sorted on the order above
-        )
-        .select("deal_id", "view_business_line", "stage_id", "reached_at")
-    )
-    # Strict: every current stage up to k entered, first entries in stage order (ties allowed).
-    own_stages = stages.filter(pl.col("view_business_line") == pl.col("pipeline_id"))
-    strict = (
-        outcomes.select("deal_id", "business_line")
-        .join(
-            own_stages.select("pipeline_id", "stage_id", "stage_order"),
-            left_on="business_line",
-            right_on="pipeline_id",
-        )
-        .join(
-            first_entries.select("deal_id", pl.col("to_stage_id").alias("stage_id"), "first_at"),
-            on=["deal_id", "stage_id"],
-            how="left",
-        )
-        .sort("deal_id", "stage_order")
-        .with_columns(
-            previous_max_at=pl.col("first_at").cum_max().shift(1).over("deal_id", order_by="stage_order")
-        )
-        .with_columns(
-            is_in_order=pl.col("first_at").is_not_null()
-            & (pl.col("previous_max_at").is_null() | (pl.col("first_at") >= pl.col("previous_max_at")))
-        )
-        .with_columns(
-            is_reached_strict=pl.col("is_in_order").cum_min().over("deal_id", order_by="stage_order")
-        )
-        .select(
-            "deal_id",
-            "stage_id",
-            reached_strict_at=pl.when("is_reached_strict").then("first_at"),
-        )
-    )
-    return (
-        grid.join(reached_any, on=["deal_id", "view_business_line", "stage_id"], how="left")
-        .join(strict, on=["deal_id", "stage_id"], how="left")
-        .join(furthest, on="deal_id", how="left")
-        .filter(pl.col("reached_at").is_not_null() | pl.col("reached_strict_at").is_not_null())
-        .with_columns(
-            has_advanced=pl.when(pl.col("next_stage_order").is_not_null()).then(
-                pl.col("furthest_order") >= pl.col("next_stage_order")
-            )
-        )
-        .with_columns(
-            is_dropped=~pl.col("has_advanced") & (pl.col("status") == "lost"),
-            is_pending=~pl.col("has_advanced") & (pl.col("status") == "open"),
-            is_eventually_won=pl.col("status") == "won",
-        )
-        .select(
-            "deal_id",
-            "business_line",
-            "view_business_line",
-            "segment",
-            "stage_id",
-            "stage_number",
-            "reached_at",
-            "reached_strict_at",
-            "has_advanced",
-            "is_dropped",
-            "is_pending",
-            "is_eventually_won",
-            "amount_reporting",
-            "status",
-            "won_at",
-        )
-    )
+    return shown.join(own, on=["pipeline_id", "stage_id"], how="left").collect()
+
+
+def materialize_deal_facts(t: Tables, as_of: date, stages: pl.LazyFrame | None = None) -> str:
+    """`{events}` (stage changes on or before the as-of date, read where used) and the temporary table
+    `{outcomes}` (one row per deal with history: line, segment, amount, first entry, status, close
+    time); with `stages`, also `{shown}` (`shown_stages`) and `{deal_reach}`, and returns the SQL of
+    the deal x view x stage reach (`reach_sql`, bound) for queries to read from; without, ''."""
+    t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
+    t.materialize("outcomes", OUTCOMES_SQL, deals_sql=t.text(DEALS_SQL))
+    if stages is None:
+        return ""
+    shown = shown_stages(stages)
+    t.add("shown", shown)
+    t.materialize("deal_reach", _deal_reach_sql(shown))
+    return t.text(reach_sql(shown))
+
+
+def line_segment_pairs(t: Tables) -> pl.DataFrame:
+    """Every business line x segment of dim_deals (with or without stage history)."""
+    return t.frame(f"select distinct business_line, segment from ({DEALS_SQL})")
 
 
 # ------------------------------------------------------------------------------------------- periods
+
+_PERIOD_GRAINS_SQL = "(select * from (values ('month'), ('quarter')) as grains (period_grain))"
+
+
+def _period_start_sql(at: str) -> str:
+    return (
+        f"cast(case period_grain when 'month' then date_trunc('month', {at}) "
+        f"else date_trunc('quarter', {at}) end as date)"
+    )
+
+
+def _totals_sql(keys: list[str], lines: bool) -> tuple[str, str]:
+    """Select labels and GROUP BY clause for the rows plus their totals: the segment total ('(all)'),
+    and with `lines` also the business-line totals."""
+    line = "case when grouping(line) = 1 then '(all)' else line end as business_line"
+    segment = "case when grouping(seg) = 1 then '(all)' else seg end as segment"
+    base = ", ".join(keys)
+    if lines:
+        sets = [f"({base}, line, seg)", f"({base}, line)", f"({base}, seg)", f"({base})"]
+    else:
+        sets = [f"({base}, line, seg)", f"({base}, line)"]
+    return f"{line}, {segment}", f"group by grouping sets ({', '.join(sets)})"
 
 
 def period_calendar(first_at: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
@@ -283,35 +306,15 @@ def period_calendar(first_at: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
     )
 
 
-def _by_period(frame: pl.LazyFrame, at_column: str) -> pl.LazyFrame:
-    """Each row once per grain, with the start of the month / quarter of `at_column`."""
-    return pl.concat(
-        [
-            frame.with_columns(
-                period_grain=pl.lit(grain),
-                period_start=pl.col(at_column).dt.date().dt.truncate(_TRUNCATE[grain]),
-            )
-            for grain in GRAINS
-        ]
-    )
-
-
-def _with_segment_total(frame: pl.LazyFrame) -> pl.LazyFrame:
-    return pl.concat([frame, frame.with_columns(segment=pl.lit(ALL))])
-
-
-def _with_line_and_segment_totals(frame: pl.LazyFrame) -> pl.LazyFrame:
-    with_lines = pl.concat([frame, frame.with_columns(business_line=pl.lit(ALL))])
-    return _with_segment_total(with_lines)
-
-
 def line_segment_universe(deals: pl.LazyFrame, targets: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Every business line x segment that has a deal or a target, with the totals: the rows every output
     must show, so a segment without deals is an explicit row of zeros, not a missing one."""
     pairs = deals.select("business_line", "segment")
     if targets is not None:
         pairs = pl.concat([pairs, targets.select("business_line", "segment")])
-    return _with_line_and_segment_totals(pairs.unique()).unique()
+    pairs = pairs.unique()
+    with_lines = pl.concat([pairs, pairs.with_columns(business_line=pl.lit(ALL))])
+    return pl.concat([with_lines, with_lines.with_columns(segment=pl.lit(ALL))]).unique()
 
 
 # --------------------------------------------------------------------------------------- conversion
@@ -320,133 +323,149 @@ _GROUP = ["period_grain", "period_start", "business_line", "segment"]
 _STAGE_GROUP = [*_GROUP, "stage_id"]
 
 
-def _reach_counts(reach: pl.LazyFrame) -> pl.LazyFrame:
-    by_line = _with_segment_total(
-        reach.rename({"business_line": "deal_business_line"}).rename({"view_business_line": "business_line"})
-    )
-    any_stage = (
-        _by_period(by_line.filter(pl.col("reached_at").is_not_null()), "reached_at")
-        .group_by(_STAGE_GROUP)
-        .agg(
-            reached_count=pl.len(),
-            advanced_count=pl.col("has_advanced").sum(),
-            dropped_count=pl.col("is_dropped").sum(),
-            pending_count=pl.col("is_pending").sum(),
-            eventually_won_count=pl.col("is_eventually_won").sum(),
+def _reach_counts(t: Tables, reach: str) -> pl.LazyFrame:
+    """Deals reaching each stage per period of their first reach (any-stage: with advanced / dropped /
+    pending / won; strict: counted in the period of the first entry into the stage)."""
+    labels, group_by = _totals_sql(["period_grain", "period_start", "stage_id"], lines=False)
+    any_stage = t.frame(
+        f"""
+        select period_grain, period_start, {labels}, stage_id,
+            count(*) as reached_count,
+            count(*) filter (where has_advanced) as advanced_count,
+            count(*) filter (where is_dropped) as dropped_count,
+            count(*) filter (where is_pending) as pending_count,
+            count(*) filter (where is_eventually_won) as eventually_won_count
+        from (
+            select period_grain, {_period_start_sql("reached_at")} as period_start,
+                view_business_line as line, segment as seg, stage_id,
+                has_advanced, is_dropped, is_pending, is_eventually_won
+            from ({reach}) cross join {_PERIOD_GRAINS_SQL}
+            where reached_at is not null
         )
+        {group_by}
+        """
     )
-    strict = (
-        _by_period(by_line.filter(pl.col("reached_strict_at").is_not_null()), "reached_strict_at")
-        .group_by(_STAGE_GROUP)
-        .agg(reached_strict_count=pl.len())
+    strict = t.frame(
+        f"""
+        select period_grain, period_start, {labels}, stage_id,
+            count(*) as reached_strict_count
+        from (
+            select period_grain, {_period_start_sql("reached_strict_at")} as period_start,
+                view_business_line as line, segment as seg, stage_id
+            from ({reach}) cross join {_PERIOD_GRAINS_SQL}
+            where reached_strict_at is not null
+        )
+        {group_by}
+        """
     )
-    return any_stage.join(strict, on=_STAGE_GROUP, how="full", coalesce=True)
+    return any_stage.lazy().join(strict.lazy(), on=_STAGE_GROUP, how="full", coalesce=True)
 
 
-def _time_in_stage(events: pl.LazyFrame, outcomes: pl.LazyFrame, stages: pl.LazyFrame) -> pl.LazyFrame:
-    completed = (
-        events.filter(pl.col("from_stage_id").is_not_null() & pl.col("from_stage_days").is_not_null())
-        .join(outcomes.select("deal_id", "business_line", "segment"), on="deal_id")
-        .join(
-            stages.select("pipeline_id", "view_business_line", "stage_id"),
-            left_on=["business_line", "from_stage_id"],
-            right_on=["pipeline_id", "stage_id"],
+def _time_in_stage(t: Tables) -> pl.LazyFrame:
+    """Completed spells by the period they ended in: count, median, P80 and mean days."""
+    labels, group_by = _totals_sql(["period_grain", "period_start", "stage_id"], lines=False)
+    return t.frame(
+        f"""
+        select period_grain, period_start, {labels}, stage_id,
+            count(*) as completed_spell_count,
+            median(from_stage_days) as time_in_stage_median_days,
+            quantile_cont(from_stage_days, 0.8) as time_in_stage_p80_days,
+            avg(from_stage_days) as time_in_stage_mean_days
+        from (
+            select period_grain, {_period_start_sql("events.changed_at")} as period_start,
+                shown.view_business_line as line, outcomes.segment as seg,
+                events.from_stage_id as stage_id, events.from_stage_days
+            from {{events}} as events
+            inner join {{outcomes}} as outcomes on events.deal_id = outcomes.deal_id
+            inner join {{shown}} as shown
+                on outcomes.business_line = shown.pipeline_id and events.from_stage_id = shown.stage_id
+            cross join {_PERIOD_GRAINS_SQL}
+            where events.from_stage_id is not null and events.from_stage_days is not null
         )
-        .select(
-            pl.col("view_business_line").alias("business_line"),
-            "segment",
-            pl.col("from_stage_id").alias("stage_id"),
-            "changed_at",
-            "from_stage_days",
-        )
-    )
-    return (
-        _by_period(_with_segment_total(completed), "changed_at")
-        .group_by(_STAGE_GROUP)
-        .agg(
-            completed_spell_count=pl.len(),
-            time_in_stage_median_days=pl.col("from_stage_days").median(),
-            time_in_stage_p80_days=pl.col("from_stage_days").quantile(0.8, interpolation="linear"),
-            time_in_stage_mean_days=pl.col("from_stage_days").mean(),
-        )
-    )
+        {group_by}
+        """
+    ).lazy()
 
 
-def open_spells(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Stays in an open stage: deal, stage, entered and exited (null while open)."""
-    return (
-        events.with_columns(
-            exited_at=pl.col("changed_at")
-            .shift(-1)
-            .over("deal_id", order_by=["changed_at", "transition_number"])
-        )
-        .filter(~pl.col("is_to_won") & ~pl.col("is_to_lost"))
-        .select(
-            "deal_id",
-            pl.col("to_stage_id").alias("stage_id"),
-            pl.col("changed_at").alias("entered_at"),
-            "exited_at",
-        )
+OPEN_SPELLS_SQL = """
+    select deal_id, stage_id, entered_at, exited_at
+    from (
+        select deal_id, to_stage_id as stage_id, changed_at as entered_at,
+            lead(changed_at) over (partition by deal_id order by changed_at, transition_number)
+                as exited_at,
+            is_to_won, is_to_lost
+        from {events}
     )
+    where not is_to_won and not is_to_lost
+"""
+"""Stays in an open stage: deal, stage, entered and exited (null while open)."""
 
 
-def _stage_fill(
-    events: pl.LazyFrame, outcomes: pl.LazyFrame, stages: pl.LazyFrame, calendar: pl.LazyFrame
-) -> pl.LazyFrame:
-    spells = (
-        open_spells(events)
-        .join(outcomes.select("deal_id", "business_line", "segment", "amount_reporting"), on="deal_id")
-        .join(
-            stages.select("pipeline_id", "view_business_line", "stage_id", "sla_days"),
-            left_on=["business_line", "stage_id"],
-            right_on=["pipeline_id", "stage_id"],
+def _stage_fill(t: Tables, calendar: pl.LazyFrame) -> pl.LazyFrame:
+    """Open spells at the end of each period's fill day, and those past the stage's SLA."""
+    t.add(
+        "fill_ends",
+        calendar.select(
+            "period_grain",
+            "period_start",
+            "fill_date",
+            fill_until_at=pl.col("fill_date").dt.offset_by("1d").cast(pl.Datetime("us")),
+        ).collect(),
+    )
+    labels, group_by = _totals_sql(["period_grain", "period_start", "stage_id"], lines=False)
+    return t.frame(
+        f"""
+        select period_grain, period_start, {labels}, stage_id,
+            count(*) as open_deal_count,
+            sum(amount_reporting) as open_amount_reporting,
+            count(*) filter (
+                where date_diff('day', cast(entered_at as date), fill_date) > sla_days
+            ) as sla_breach_count
+        from (
+            select ends.period_grain, ends.period_start, ends.fill_date, spells.entered_at,
+                shown.view_business_line as line, outcomes.segment as seg, spells.stage_id,
+                outcomes.amount_reporting, shown.sla_days
+            from ({OPEN_SPELLS_SQL}) as spells
+            inner join {{outcomes}} as outcomes on spells.deal_id = outcomes.deal_id
+            inner join {{shown}} as shown
+                on outcomes.business_line = shown.pipeline_id and spells.stage_id = shown.stage_id
+            -- Open at the end of the fill day: entered before midnight and not yet left.
+            inner join {{fill_ends}} as ends
+                on spells.entered_at < ends.fill_until_at
+                and coalesce(spells.exited_at, TIMESTAMP '9999-12-31') >= ends.fill_until_at
         )
-        .with_columns(exited_at=pl.col("exited_at").fill_null(_FAR_FUTURE))
-    )
-    ends = calendar.select(
-        "period_grain",
-        "period_start",
-        "fill_date",
-        fill_until_at=pl.col("fill_date").dt.offset_by("1d").cast(pl.Datetime("us")),
-    )
-    # Open at the end of the fill day: entered before midnight and not yet left.
-    in_stage = spells.join_where(
-        ends, pl.col("entered_at") < pl.col("fill_until_at"), pl.col("exited_at") >= pl.col("fill_until_at")
-    ).with_columns(
-        is_sla_breached=(pl.col("fill_date") - pl.col("entered_at").dt.date()).dt.total_days()
-        > pl.col("sla_days")
-    )
-    return (
-        _with_segment_total(in_stage.drop("business_line").rename({"view_business_line": "business_line"}))
-        .group_by(_STAGE_GROUP)
-        .agg(
-            open_deal_count=pl.len(),
-            open_amount_reporting=pl.col("amount_reporting").sum(),
-            sla_breach_count=pl.col("is_sla_breached").sum(),
-        )
-    )
+        {group_by}
+        """
+    ).lazy()
 
 
-def _deal_figures(outcomes: pl.LazyFrame) -> pl.LazyFrame:
-    closed = outcomes.filter(pl.col("status") != "open").with_columns(
-        closed_at=pl.coalesce("won_at", "lost_at"),
-        is_won=pl.col("status") == "won",
-        cycle_days=pl.when(pl.col("status") == "won").then(_days(pl.col("won_at") - pl.col("created_at"))),
-    )
-    won_amount = pl.when("is_won").then("amount_reporting")
-    return (
-        _by_period(_with_line_and_segment_totals(closed), "closed_at")
-        .group_by(_GROUP)
-        .agg(
-            won_count=pl.col("is_won").sum(),
-            lost_count=(~pl.col("is_won")).sum(),
-            won_amount_reporting=won_amount.sum(),
-            lost_amount_reporting=pl.when(~pl.col("is_won")).then("amount_reporting").sum(),
-            average_won_deal_reporting=won_amount.mean(),
-            sales_cycle_median_days=pl.col("cycle_days").median(),
-            sales_cycle_p80_days=pl.col("cycle_days").quantile(0.8, interpolation="linear"),
+def _deal_figures(t: Tables) -> pl.LazyFrame:
+    """Won and lost deals by the period they closed in, per line x segment with the totals."""
+    labels, group_by = _totals_sql(["period_grain", "period_start"], lines=True)
+    return t.frame(
+        f"""
+        select period_grain, period_start, {labels},
+            count(*) filter (where is_won) as won_count,
+            count(*) filter (where not is_won) as lost_count,
+            sum(amount_reporting) filter (where is_won) as won_amount_reporting,
+            sum(amount_reporting) filter (where not is_won) as lost_amount_reporting,
+            avg(amount_reporting) filter (where is_won) as average_won_deal_reporting,
+            median(cycle_days) as sales_cycle_median_days,
+            quantile_cont(cycle_days, 0.8) as sales_cycle_p80_days
+        from (
+            select period_grain, {_period_start_sql("coalesce(won_at, lost_at)")} as period_start,
+                business_line as line, segment as seg, status = 'won' as is_won, amount_reporting,
+                case when status = 'won' then {days_sql("won_at", "created_at")} end as cycle_days
+            from {{outcomes}} cross join {_PERIOD_GRAINS_SQL}
+            where status <> 'open'
         )
-    )
+        {group_by}
+        """
+    ).lazy()
+
+
+def _first_entry(t: Tables) -> pl.LazyFrame:
+    return t.frame("select min(entered_funnel_at) as first_at from {outcomes}").lazy()
 
 
 def funnel_conversion(
@@ -458,14 +477,20 @@ def funnel_conversion(
     as_of: date,
 ) -> pl.LazyFrame:
     """One row per period (month and quarter) x business line x segment x stage, totals included."""
-    deals = deal_attributes(dim_deals, dim_clients)
-    # Shared by several branches of the plan below: computed once.
-    events = deal_events(transitions, as_of).cache()
-    outcomes = deal_outcomes(events, deals).cache()
+    sources = {"transitions": transitions, "dim_deals": dim_deals, "dim_clients": dim_clients}
+    with frame_tables(sources) as t:
+        return funnel_conversion_from_tables(t, stages, targets, as_of)
+
+
+def funnel_conversion_from_tables(
+    t: Tables, stages: pl.LazyFrame, targets: pl.LazyFrame, as_of: date
+) -> pl.LazyFrame:
+    """`funnel_conversion` with the deal sources (`DEAL_SOURCES`) bound in `t`: the deal-level work runs
+    in DuckDB, the grid and the chained conversions in Polars on its aggregates."""
+    reach = materialize_deal_facts(t, as_of, stages)
     shown = funnel_stages(stages)
-    reach = deal_stage_reach(events, outcomes, shown).cache()
-    calendar = period_calendar(outcomes.select(first_at=pl.col("entered_funnel_at").min()), as_of)
-    universe = line_segment_universe(deals, targets)
+    calendar = period_calendar(_first_entry(t), as_of).collect().lazy()
+    universe = line_segment_universe(line_segment_pairs(t).lazy(), targets)
     stage_rows = shown.select(
         pl.col("view_business_line").alias("business_line"),
         "stage_id",
@@ -476,10 +501,10 @@ def funnel_conversion(
     grid = (
         calendar.join(universe, how="cross")
         .join(stage_rows, on="business_line")
-        .join(_reach_counts(reach), on=_STAGE_GROUP, how="left")
-        .join(_time_in_stage(events, outcomes, shown), on=_STAGE_GROUP, how="left")
-        .join(_stage_fill(events, outcomes, shown, calendar), on=_STAGE_GROUP, how="left")
-        .join(_deal_figures(outcomes), on=_GROUP, how="left")
+        .join(_reach_counts(t, reach), on=_STAGE_GROUP, how="left")
+        .join(_time_in_stage(t), on=_STAGE_GROUP, how="left")
+        .join(_stage_fill(t, calendar), on=_STAGE_GROUP, how="left")
+        .join(_deal_figures(t), on=_GROUP, how="left")
     )
     counts = [
         "reached_count",
@@ -598,42 +623,77 @@ def chained_conversions(group: list[str], step: str = "step_conversion") -> list
 _COHORT_GROUP = ["cohort_month", "business_line", "segment"]
 
 
-def _aalen_johansen(deals: pl.LazyFrame) -> pl.LazyFrame:
+def _cohort_deals_sql(as_of: date, maturity_days: int) -> str:
+    """One row per deal with history: cohort month of funnel entry, outcome, days to close (or watched
+    so far) and the cohort's horizon."""
+    watched = end_of_day_literal(as_of)
+    return f"""
+        select business_line as line, segment as seg, cohort_month, status as outcome, amount_reporting,
+            {days_sql(f"coalesce(won_at, lost_at, {watched})", "entered_funnel_at")} as time_days,
+            least(
+                cast({int(maturity_days)} as double),
+                {days_sql(watched, "cast(cohort_month as timestamp)")}
+            ) as horizon_days
+        from (
+            select *, cast(date_trunc('month', entered_funnel_at) as date) as cohort_month
+            from {{outcomes}}
+        )
+    """
+
+
+def _cohort_counts(t: Tables, cohort_deals: str) -> pl.LazyFrame:
+    labels, group_by = _totals_sql(["cohort_month"], lines=True)
+    return t.frame(
+        f"""
+        select cohort_month, {labels},
+            count(*) as deal_count,
+            count(*) filter (where outcome = 'won') as won_count,
+            count(*) filter (where outcome = 'lost') as lost_count,
+            count(*) filter (where outcome = 'open') as open_count,
+            sum(amount_reporting) filter (where outcome = 'won') as won_amount_reporting
+        from ({cohort_deals})
+        {group_by}
+        """
+    ).lazy()
+
+
+def _aalen_johansen(t: Tables, cohort_deals: str) -> pl.LazyFrame:
     """Cumulative incidence of won and of lost at each cohort's horizon (Aalen-Johansen: competing
-    outcomes, open deals censored at the as-of date). Input: one row per deal with the cohort keys,
-    `time_days`, `outcome` (won / lost / open) and `horizon_days`."""
-    at_time = (
-        deals.group_by([*_COHORT_GROUP, "time_days"])
-        .agg(
-            won_events=(pl.col("outcome") == "won").sum(),
-            lost_events=(pl.col("outcome") == "lost").sum(),
-            leaving=pl.len(),
-            horizon_days=pl.col("horizon_days").first(),
+    outcomes, open deals censored at the as-of date)."""
+    labels, group_by = _totals_sql(["cohort_month", "time_days"], lines=True)
+    cohort = "partition by cohort_month, business_line, segment"
+    before = f"{cohort} order by time_days rows between unbounded preceding and 1 preceding"
+    return t.frame(
+        f"""
+        with at_time as (
+            select cohort_month, {labels}, time_days,
+                count(*) filter (where outcome = 'won') as won_events,
+                count(*) filter (where outcome = 'lost') as lost_events,
+                count(*) as leaving,
+                any_value(horizon_days) as horizon_days
+            from ({cohort_deals})
+            {group_by}
+        ),
+        at_risk as (
+            select *,
+                cast(sum(leaving) over ({cohort}) as bigint)
+                    - coalesce(cast(sum(leaving) over ({before}) as bigint), 0) as at_risk
+            from at_time
+        ),
+        survival as (
+            select *,
+                coalesce(product(1 - (won_events + lost_events) / at_risk) over ({before}), 1.0)
+                    as survival_before
+            from at_risk
         )
-        .with_columns(cohort_size=pl.col("leaving").sum().over(_COHORT_GROUP))
-    )
-    window = {"partition_by": _COHORT_GROUP, "order_by": "time_days"}
-    return (
-        at_time.with_columns(
-            at_risk=pl.col("cohort_size") - pl.col("leaving").cum_sum().shift(1, fill_value=0).over(**window)
-        )
-        .with_columns(
-            survival_before=(1 - (pl.col("won_events") + pl.col("lost_events")) / pl.col("at_risk"))
-            .cum_prod()
-            .shift(1, fill_value=1.0)
-            .over(**window)
-        )
-        .filter(pl.col("time_days") <= pl.col("horizon_days"))
-        .group_by(_COHORT_GROUP)
-        .agg(
-            won_share_estimated=(pl.col("survival_before") * pl.col("won_events") / pl.col("at_risk")).sum(),
-            lost_share_estimated=(
-                pl.col("survival_before") * pl.col("lost_events") / pl.col("at_risk")
-            ).sum(),
-        )
-        # Sums of float products: keep rounding from stepping past 1.
-        .with_columns(pl.col("won_share_estimated", "lost_share_estimated").clip(0.0, 1.0))
-    )
+        select cohort_month, business_line, segment,
+            sum(survival_before * won_events / at_risk) as won_share_estimated,
+            sum(survival_before * lost_events / at_risk) as lost_share_estimated
+        from survival
+        where time_days <= horizon_days
+        group by cohort_month, business_line, segment
+        """
+    ).lazy()
 
 
 def funnel_cohorts(
@@ -647,37 +707,36 @@ def funnel_cohorts(
     """One row per cohort month of funnel entry x business line x segment (totals included): deals,
     observed won / lost / open shares, maturity, and the Aalen-Johansen estimate of the shares won and
     lost within `maturity_days` of entry (or within the days the cohort's oldest deal has been watched)."""
-    deals = deal_attributes(dim_deals, dim_clients)
-    outcomes = deal_outcomes(deal_events(transitions, as_of), deals)
+    sources = {"transitions": transitions, "dim_deals": dim_deals, "dim_clients": dim_clients}
+    with frame_tables(sources) as t:
+        return funnel_cohorts_from_tables(t, targets, as_of, maturity_days)
+
+
+def funnel_cohorts_from_tables(
+    t: Tables, targets: pl.LazyFrame, as_of: date, maturity_days: int = 180
+) -> pl.LazyFrame:
+    """`funnel_cohorts` with the deal sources (`DEAL_SOURCES`) bound in `t`."""
+    materialize_deal_facts(t, as_of)
+    cohort_deals = _cohort_deals_sql(as_of, maturity_days)
     watched_until = _end_of_day(as_of)
     month_start = pl.col("cohort_month").cast(pl.Datetime("us"))
     month_end = pl.col("cohort_month").dt.month_end().dt.offset_by("1d").cast(pl.Datetime("us"))
-    cohort_deals = _with_line_and_segment_totals(
-        outcomes.with_columns(
-            cohort_month=pl.col("entered_funnel_at").dt.date().dt.truncate("1mo"),
-            outcome=pl.col("status"),
-            time_days=_days(pl.coalesce("won_at", "lost_at", watched_until) - pl.col("entered_funnel_at")),
+    months = (
+        _first_entry(t)
+        .select(
+            cohort_month=pl.date_ranges(pl.col("first_at").dt.date().dt.truncate("1mo"), pl.lit(as_of), "1mo")
         )
-    ).with_columns(
-        horizon_days=pl.min_horizontal(pl.lit(float(maturity_days)), _days(watched_until - month_start))
+        .explode("cohort_month")
     )
-    counts = cohort_deals.group_by(_COHORT_GROUP).agg(
-        deal_count=pl.len(),
-        won_count=(pl.col("outcome") == "won").sum(),
-        lost_count=(pl.col("outcome") == "lost").sum(),
-        open_count=(pl.col("outcome") == "open").sum(),
-        won_amount_reporting=pl.when(pl.col("outcome") == "won").then("amount_reporting").sum(),
+    universe = line_segment_universe(line_segment_pairs(t).lazy(), targets)
+    aalen_johansen = _aalen_johansen(t, cohort_deals).with_columns(
+        # Sums of float products: keep rounding from stepping past 1.
+        pl.col("won_share_estimated", "lost_share_estimated").clip(0.0, 1.0)
     )
-    months = outcomes.select(
-        cohort_month=pl.date_ranges(
-            pl.col("entered_funnel_at").min().dt.date().dt.truncate("1mo"), pl.lit(as_of), "1mo"
-        )
-    ).explode("cohort_month")
-    universe = line_segment_universe(deals, targets)
     return (
         months.join(universe, how="cross")
-        .join(counts, on=_COHORT_GROUP, how="left")
-        .join(_aalen_johansen(cohort_deals), on=_COHORT_GROUP, how="left")
+        .join(_cohort_counts(t, cohort_deals), on=_COHORT_GROUP, how="left")
+        .join(aalen_johansen, on=_COHORT_GROUP, how="left")
         .with_columns(
             pl.col("deal_count", "won_count", "lost_count", "open_count").fill_null(0).cast(pl.Int64)
         )
@@ -740,3 +799,167 @@ def rising_down_the_funnel(
     widening = [pl.col(c) > previous(c) + tolerance for c in non_increasing]
     widening += [pl.col(c) < previous(c) - tolerance for c in non_decreasing]
     return frame.filter(pl.any_horizontal(widening))
+
+# ------------------------------------------------------------------ legacy (being ported to SQL)
+
+_FAR_FUTURE = pl.datetime(9999, 12, 31)
+
+
+def deal_events(transitions: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
+    """The stage changes on or before the as-of date, in order per deal."""
+    return (
+        transitions.filter(pl.col("changed_at") < _end_of_day(as_of))
+        .select(
+            "deal_id",
+            "from_stage_id",
+            "from_stage_days",
+            "to_stage_id",
+            "to_stage_order",
+            "changed_at",
+            "transition_number",
+            "is_to_won",
+            "is_to_lost",
+        )
+        .sort("deal_id", "changed_at", "transition_number")
+    )
+
+def deal_outcomes(events: pl.LazyFrame, deals: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per deal with stage history: line, segment, amount, first entry into the funnel, and its
+    status from the last event (open / won / lost) with the close time."""
+    last_event = events.group_by("deal_id").agg(
+        entered_funnel_at=pl.col("changed_at").min(),
+        last_at=pl.col("changed_at").last(),
+        last_is_won=pl.col("is_to_won").last(),
+        last_is_lost=pl.col("is_to_lost").last(),
+    )
+    return deals.join(last_event, on="deal_id", how="inner").select(
+        "deal_id",
+        "business_line",
+        "segment",
+        "created_at",
+        "amount_reporting",
+        "entered_funnel_at",
+        status=pl.when("last_is_won")
+        .then(pl.lit("won"))
+        .when("last_is_lost")
+        .then(pl.lit("lost"))
+        .otherwise(pl.lit("open")),
+        won_at=pl.when("last_is_won").then("last_at"),
+        lost_at=pl.when("last_is_lost").then("last_at"),
+    )
+
+def deal_stage_reach(events: pl.LazyFrame, outcomes: pl.LazyFrame, stages: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per deal x view x shown stage of its pipeline: when it reached the stage (any-stage and
+    strict), whether it advanced to the next shown stage, dropped out (lost) or is pending (open)."""
+    first_entries = (
+        events.filter(~pl.col("is_to_lost"))
+        .group_by("deal_id", "to_stage_id", "to_stage_order")
+        .agg(first_at=pl.col("changed_at").min())
+    )
+    furthest = first_entries.group_by("deal_id").agg(furthest_order=pl.col("to_stage_order").max())
+    grid = outcomes.join(stages, left_on="business_line", right_on="pipeline_id")
+    # First reach of stage k = earliest first entry into k or a later stage: a suffix minimum over the
+    # deal's entries in stage order, picked for each stage by an as-of join (the next entered order >= k).
+    earliest_from_here = (
+        first_entries.group_by("deal_id", "to_stage_order")
+        .agg(pl.col("first_at").min())
+        .with_columns(
+            reached_at=pl.col("first_at").cum_min(reverse=True).over("deal_id", order_by="to_stage_order")
+        )
+        .select("deal_id", "to_stage_order", "reached_at")
+        .sort("to_stage_order")
+    )
+    reached_any = (
+        grid.select("deal_id", "view_business_line", "stage_id", "stage_order")
+        .sort("stage_order")
+        .join_asof(
+            earliest_from_here,
+            left_on="stage_order",
+            right_on="to_stage_order",
+            by="deal_id",
+            strategy="forward",
+            check_sortedness=False,  # both sides are sorted on the order above
+        )
+        .select("deal_id", "view_business_line", "stage_id", "reached_at")
+    )
+    # Strict: every current stage up to k entered, first entries in stage order (ties allowed).
+    own_stages = stages.filter(pl.col("view_business_line") == pl.col("pipeline_id"))
+    strict = (
+        outcomes.select("deal_id", "business_line")
+        .join(
+            own_stages.select("pipeline_id", "stage_id", "stage_order"),
+            left_on="business_line",
+            right_on="pipeline_id",
+        )
+        .join(
+            first_entries.select("deal_id", pl.col("to_stage_id").alias("stage_id"), "first_at"),
+            on=["deal_id", "stage_id"],
+            how="left",
+        )
+        .sort("deal_id", "stage_order")
+        .with_columns(
+            previous_max_at=pl.col("first_at").cum_max().shift(1).over("deal_id", order_by="stage_order")
+        )
+        .with_columns(
+            is_in_order=pl.col("first_at").is_not_null()
+            & (pl.col("previous_max_at").is_null() | (pl.col("first_at") >= pl.col("previous_max_at")))
+        )
+        .with_columns(
+            is_reached_strict=pl.col("is_in_order").cum_min().over("deal_id", order_by="stage_order")
+        )
+        .select(
+            "deal_id",
+            "stage_id",
+            reached_strict_at=pl.when("is_reached_strict").then("first_at"),
+        )
+    )
+    return (
+        grid.join(reached_any, on=["deal_id", "view_business_line", "stage_id"], how="left")
+        .join(strict, on=["deal_id", "stage_id"], how="left")
+        .join(furthest, on="deal_id", how="left")
+        .filter(pl.col("reached_at").is_not_null() | pl.col("reached_strict_at").is_not_null())
+        .with_columns(
+            has_advanced=pl.when(pl.col("next_stage_order").is_not_null()).then(
+                pl.col("furthest_order") >= pl.col("next_stage_order")
+            )
+        )
+        .with_columns(
+            is_dropped=~pl.col("has_advanced") & (pl.col("status") == "lost"),
+            is_pending=~pl.col("has_advanced") & (pl.col("status") == "open"),
+            is_eventually_won=pl.col("status") == "won",
+        )
+        .select(
+            "deal_id",
+            "business_line",
+            "view_business_line",
+            "segment",
+            "stage_id",
+            "stage_number",
+            "reached_at",
+            "reached_strict_at",
+            "has_advanced",
+            "is_dropped",
+            "is_pending",
+            "is_eventually_won",
+            "amount_reporting",
+            "status",
+            "won_at",
+        )
+    )
+
+def open_spells(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Stays in an open stage: deal, stage, entered and exited (null while open)."""
+    return (
+        events.with_columns(
+            exited_at=pl.col("changed_at")
+            .shift(-1)
+            .over("deal_id", order_by=["changed_at", "transition_number"])
+        )
+        .filter(~pl.col("is_to_won") & ~pl.col("is_to_lost"))
+        .select(
+            "deal_id",
+            pl.col("to_stage_id").alias("stage_id"),
+            pl.col("changed_at").alias("entered_at"),
+            "exited_at",
+        )
+    )

@@ -31,13 +31,13 @@ from scipy import stats
 
 from transforms.funnel import (
     chained_conversions,
-    deal_attributes,
-    deal_events,
-    deal_outcomes,
-    deal_stage_reach,
+    days_sql,
     funnel_stages,
+    line_segment_pairs,
     line_segment_universe,
+    materialize_deal_facts,
 )
+from transforms.sql import Tables, date_literal, frame_tables
 
 _DAYS_PER_MONTH = 365.25 / 12
 
@@ -69,15 +69,27 @@ def _beta_quantile(q: float) -> pl.Expr:
     )
 
 
+def stage_counts(t: Tables, reach: str, since: date) -> pl.LazyFrame:
+    """Per business line x segment x stage: deals that reached it since `since` (own funnel) and
+    advanced, or dropped out."""
+    return t.frame(
+        f"""
+        select business_line, segment, stage_id,
+            count(*) filter (where has_advanced) as advanced,
+            count(*) filter (where is_dropped) as dropped
+        from ({reach})
+        where view_business_line = business_line and cast(reached_at as date) >= {date_literal(since)}
+        group by business_line, segment, stage_id
+        """
+    ).lazy()
+
+
 def shrunk_stage_rates(
-    reach: pl.LazyFrame, universe: pl.LazyFrame, stages: pl.LazyFrame, settings: RateSettings
+    counts: pl.LazyFrame, universe: pl.LazyFrame, stages: pl.LazyFrame, settings: RateSettings
 ) -> pl.LazyFrame:
     """One row per business line x segment x shown stage: observed and shrunk step conversion with its
-    interval and effective n, and the chained conversion to won with its interval."""
-    own = reach.filter(pl.col("view_business_line") == pl.col("business_line"))
-    counts = own.group_by("business_line", "segment", "stage_id").agg(
-        advanced=pl.col("has_advanced").sum(), dropped=pl.col("is_dropped").sum()
-    )
+    interval and effective n, and the chained conversion to won with its interval. `counts`: advanced
+    and dropped deals per line x segment x stage (`stage_counts`)."""
     line = counts.group_by("business_line", "stage_id").agg(
         # Half a deal each way (Jeffreys): a line without a single loss still gets a proper prior.
         line_rate=(pl.col("advanced").sum() + 0.5) / (pl.col("advanced").sum() + pl.col("dropped").sum() + 1)
@@ -141,15 +153,22 @@ def shrunk_stage_rates(
     )
 
 
-def _average_won_deal(
-    outcomes: pl.LazyFrame, universe: pl.LazyFrame, since: date, settings: RateSettings
-) -> pl.LazyFrame:
+def _average_won_deal(t: Tables, universe: pl.LazyFrame, since: date, settings: RateSettings) -> pl.LazyFrame:
     """Per line x segment: (segment's won amounts + k x line average) / (segment's won deals + k)."""
-    won = outcomes.filter((pl.col("status") == "won") & (pl.col("won_at").dt.date() >= since))
-    segment = won.group_by("business_line", "segment").agg(
-        won_amount=pl.col("amount_reporting").sum(), won_with_amount=pl.col("amount_reporting").count()
-    )
-    line = won.group_by("business_line").agg(line_average=pl.col("amount_reporting").mean())
+    won = f"""
+        select business_line, segment, amount_reporting from {{outcomes}}
+        where status = 'won' and cast(won_at as date) >= {date_literal(since)}
+    """
+    segment = t.frame(
+        f"""
+        select business_line, segment,
+            sum(amount_reporting) as won_amount, count(amount_reporting) as won_with_amount
+        from ({won}) group by business_line, segment
+        """
+    ).lazy()
+    line = t.frame(
+        f"select business_line, avg(amount_reporting) as line_average from ({won}) group by business_line"
+    ).lazy()
     k = settings.amount_prior_deals
     return (
         universe.join(line, on="business_line", how="left")
@@ -163,22 +182,46 @@ def _average_won_deal(
     )
 
 
-def _days_to_won(
-    reach: pl.LazyFrame, since: date, settings: RateSettings
-) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def _days_to_won(t: Tables, reach: str, since: date) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Per line x segment x stage: median days from reaching the stage to won over the won deals of the
     window; the line's median when the segment has too few won deals."""
-    won = reach.filter(
-        (pl.col("view_business_line") == pl.col("business_line"))
-        & (pl.col("status") == "won")
-        & (pl.col("won_at").dt.date() >= since)
-        & pl.col("reached_at").is_not_null()
-    ).with_columns(days=(pl.col("won_at") - pl.col("reached_at")).dt.total_seconds(fractional=True) / 86_400)
-    segment = won.group_by("business_line", "segment", "stage_id").agg(
-        segment_days=pl.col("days").median(), segment_won=pl.len()
-    )
-    line = won.group_by("business_line", "stage_id").agg(line_days=pl.col("days").median())
+    won = f"""
+        select business_line, segment, stage_id, {days_sql("won_at", "reached_at")} as days
+        from ({reach})
+        where view_business_line = business_line and status = 'won'
+            and cast(won_at as date) >= {date_literal(since)} and reached_at is not null
+    """
+    segment = t.frame(
+        f"""
+        select business_line, segment, stage_id, median(days) as segment_days, count(*) as segment_won
+        from ({won}) group by business_line, segment, stage_id
+        """
+    ).lazy()
+    line = t.frame(
+        f"""
+        select business_line, stage_id, median(days) as line_days
+        from ({won}) group by business_line, stage_id
+        """
+    ).lazy()
     return line, segment
+
+
+def _open_deals(t: Tables) -> pl.LazyFrame:
+    """Open deals with the stage they are in (their last event's) and when they entered it."""
+    return t.frame(
+        """
+        select outcomes.deal_id, outcomes.business_line, outcomes.segment, outcomes.amount_reporting,
+            last_events.stage_id, last_events.stage_entered_at
+        from (
+            select deal_id, arg_max_null(to_stage_id, (changed_at, transition_number)) as stage_id,
+                max(changed_at) as stage_entered_at
+            from {events}
+            group by deal_id
+        ) as last_events
+        inner join {outcomes} as outcomes on last_events.deal_id = outcomes.deal_id
+        where outcomes.status = 'open'
+        """
+    ).lazy()
 
 
 def lead_requirements(
@@ -191,23 +234,31 @@ def lead_requirements(
     settings: RateSettings | None = None,
 ) -> pl.LazyFrame:
     """One row per target period x business line x segment x stage (open stages and won)."""
+    sources = {"transitions": transitions, "dim_deals": dim_deals, "dim_clients": dim_clients}
+    with frame_tables(sources) as t:
+        return lead_requirements_from_tables(t, stages, targets, as_of, settings)
+
+
+def lead_requirements_from_tables(
+    t: Tables,
+    stages: pl.LazyFrame,
+    targets: pl.LazyFrame,
+    as_of: date,
+    settings: RateSettings | None = None,
+) -> pl.LazyFrame:
+    """`lead_requirements` with the deal sources (`DEAL_SOURCES`) bound in `t`: deal-level figures are
+    aggregated in DuckDB, the rates and the reverse funnel computed in Polars from them."""
     settings = settings or RateSettings()
-    deals = deal_attributes(dim_deals, dim_clients)
-    # Shared by several branches of the plan below: computed once.
-    events = deal_events(transitions, as_of).cache()
-    outcomes = deal_outcomes(events, deals).cache()
+    reach = materialize_deal_facts(t, as_of, stages)
     shown = funnel_stages(stages)
-    reach = deal_stage_reach(events, outcomes, shown).cache()
     since = _months_before(as_of, settings.rate_window_months)
-    universe = line_segment_universe(deals, targets).filter(
+    universe = line_segment_universe(line_segment_pairs(t).lazy(), targets).filter(
         (pl.col("business_line") != "(all)") & (pl.col("segment") != "(all)")
     )
-    rates = shrunk_stage_rates(
-        reach.filter(pl.col("reached_at").dt.date() >= since), universe, shown, settings
-    )
+    rates = shrunk_stage_rates(stage_counts(t, reach, since), universe, shown, settings)
 
-    seg_amounts = _average_won_deal(outcomes, universe, since, settings)
-    line_timing, seg_timing = _days_to_won(reach, since, settings)
+    seg_amounts = _average_won_deal(t, universe, since, settings)
+    line_timing, seg_timing = _days_to_won(t, reach, since)
 
     stage_rows = (
         rates.join(seg_amounts, on=["business_line", "segment"], how="left")
@@ -225,12 +276,7 @@ def lead_requirements(
 
     # Pipeline credit: open deals by their current stage.
     current = (
-        events.group_by("deal_id")
-        .agg(
-            pl.col("to_stage_id").last().alias("stage_id"),
-            pl.col("changed_at").last().alias("stage_entered_at"),
-        )
-        .join(outcomes.filter(pl.col("status") == "open"), on="deal_id")
+        _open_deals(t)
         .join(stage_rows, on=["business_line", "segment", "stage_id"])
         .with_columns(
             expected_close_date=pl.max_horizontal(
@@ -252,23 +298,30 @@ def lead_requirements(
             pipeline_expected_won_deals=pl.col("conversion_to_won").sum(),
         )
     )
-    won_so_far = (
-        outcomes.filter(pl.col("status") == "won")
-        .with_columns(won_date=pl.col("won_at").dt.date())
-        .join(periods, how="cross")
-        .filter(pl.col("won_date").is_between(pl.col("period_start"), pl.col("period_end")))
-        .group_by("period_start", "business_line", "segment")
-        .agg(won_so_far_reporting=pl.col("amount_reporting").sum())
-    )
+    t.add("periods", periods.collect())
+    won_so_far = t.frame(
+        """
+        select periods.period_start, outcomes.business_line, outcomes.segment,
+            sum(outcomes.amount_reporting) as won_so_far_reporting
+        from {outcomes} as outcomes
+        inner join {periods} as periods
+            on cast(outcomes.won_at as date) between periods.period_start and periods.period_end
+        where outcomes.status = 'won'
+        group by periods.period_start, outcomes.business_line, outcomes.segment
+        """
+    ).lazy()
     inflow_since = _months_before(as_of, settings.inflow_months)
-    inflow = (
-        reach.filter(
-            (pl.col("view_business_line") == pl.col("business_line"))
-            & (pl.col("stage_number") == 1)
-            & (pl.col("reached_at").dt.date() > inflow_since)
-        )
-        .group_by("business_line", "segment")
-        .agg(recent_inflow_per_month=pl.len() / settings.inflow_months)
+    inflow = t.frame(
+        f"""
+        select business_line, segment, count(*) as recent_inflow
+        from ({reach})
+        where view_business_line = business_line and stage_number = 1
+            and cast(reached_at as date) > {date_literal(inflow_since)}
+        group by business_line, segment
+        """
+    ).lazy()
+    inflow = inflow.select(
+        "business_line", "segment", recent_inflow_per_month=pl.col("recent_inflow") / settings.inflow_months
     )
     first_stage = stage_rows.filter(pl.col("stage_number") == 1).select(
         "business_line",

@@ -32,7 +32,8 @@ import numpy as np
 import polars as pl
 from scipy import optimize, stats
 
-from transforms.funnel import deal_attributes, deal_events, deal_outcomes, line_segment_universe
+from transforms.funnel import line_segment_pairs, line_segment_universe, materialize_deal_facts
+from transforms.sql import Tables, date_literal, frame_tables
 
 
 @dataclass(frozen=True)
@@ -80,26 +81,33 @@ def optimise_lead_mix(
     return np.full(len(lines), np.nan), f"no feasible mix: {fallback.message}", False
 
 
-def _warning_counts(outcomes: pl.LazyFrame, as_of: date, settings: FocusSettings) -> pl.LazyFrame:
-    recent_from = pl.lit(as_of).dt.offset_by(f"-{settings.recent_months}mo")
-    baseline_from = recent_from.dt.offset_by(f"-{settings.baseline_months}mo")
-    entered = pl.col("entered_funnel_at").dt.date()
-    closed = pl.coalesce("won_at", "lost_at").dt.date()
+def _warning_counts(t: Tables, as_of: date, settings: FocusSettings) -> pl.LazyFrame:
+    """Per line x segment: deals entering the funnel, and deals closed (won), in the recent window and
+    in the baseline before it."""
+    recent_from = pl.select(pl.lit(as_of).dt.offset_by(f"-{settings.recent_months}mo")).item()
+    baseline_from = pl.select(pl.lit(recent_from).dt.offset_by(f"-{settings.baseline_months}mo")).item()
+    recent, baseline, today = date_literal(recent_from), date_literal(baseline_from), date_literal(as_of)
 
-    def in_window(day: pl.Expr, recent: bool) -> pl.Expr:
-        if recent:
-            return (day > recent_from) & (day <= pl.lit(as_of))
-        return (day > baseline_from) & (day <= recent_from)
+    def in_window(day: str, is_recent: bool) -> str:
+        if is_recent:
+            return f"{day} > {recent} and {day} <= {today}"
+        return f"{day} > {baseline} and {day} <= {recent}"
 
-    won = pl.col("status") == "won"
-    return outcomes.group_by("business_line", "segment").agg(
-        inflow_recent=in_window(entered, True).sum(),
-        inflow_baseline=in_window(entered, False).sum(),
-        won_recent=(in_window(closed, True) & won).sum(),
-        closed_recent=in_window(closed, True).sum(),
-        won_baseline=(in_window(closed, False) & won).sum(),
-        closed_baseline=in_window(closed, False).sum(),
-    )
+    entered = "cast(entered_funnel_at as date)"
+    closed = "cast(coalesce(won_at, lost_at) as date)"
+    return t.frame(
+        f"""
+        select business_line, segment,
+            count(*) filter (where {in_window(entered, True)}) as inflow_recent,
+            count(*) filter (where {in_window(entered, False)}) as inflow_baseline,
+            count(*) filter (where {in_window(closed, True)} and status = 'won') as won_recent,
+            count(*) filter (where {in_window(closed, True)}) as closed_recent,
+            count(*) filter (where {in_window(closed, False)} and status = 'won') as won_baseline,
+            count(*) filter (where {in_window(closed, False)}) as closed_baseline
+        from {{outcomes}}
+        group by business_line, segment
+        """
+    ).lazy()
 
 
 def _p_values(frame: pl.DataFrame, settings: FocusSettings) -> tuple[list[float | None], list[float | None]]:
@@ -133,11 +141,24 @@ def segment_focus(
 ) -> pl.LazyFrame:
     """One row per business line x segment: value per lead, today's and the recommended lead mix for the
     focus period, and the early-warning figures. The programme needs numbers, so this collects once."""
+    sources = {"transitions": transitions, "dim_deals": dim_deals, "dim_clients": dim_clients}
+    with frame_tables(sources) as t:
+        return segment_focus_from_tables(t, lead_requirements, targets, as_of, settings, period_start)
+
+
+def segment_focus_from_tables(
+    t: Tables,
+    lead_requirements: pl.LazyFrame,
+    targets: pl.LazyFrame,
+    as_of: date,
+    settings: FocusSettings | None = None,
+    period_start: date | None = None,
+) -> pl.LazyFrame:
+    """`segment_focus` with the deal sources (`transforms.funnel.DEAL_SOURCES`) bound in `t`."""
     settings = settings or FocusSettings()
     period_start = period_start or focus_period_start(targets, as_of)
-    deals = deal_attributes(dim_deals, dim_clients)
-    outcomes = deal_outcomes(deal_events(transitions, as_of), deals)
-    universe = line_segment_universe(deals, targets).filter(
+    materialize_deal_facts(t, as_of)
+    universe = line_segment_universe(line_segment_pairs(t).lazy(), targets).filter(
         (pl.col("business_line") != "(all)") & (pl.col("segment") != "(all)")
     )
     requirements = lead_requirements.filter(
@@ -169,7 +190,7 @@ def segment_focus(
             gap_per_month=pl.col("remaining_gap_reporting").sum().over("business_line")
             / pl.col("period_months").max().over("business_line")
         )
-        .join(_warning_counts(outcomes, as_of, settings), on=["business_line", "segment"], how="left")
+        .join(_warning_counts(t, as_of, settings), on=["business_line", "segment"], how="left")
         .with_columns(
             pl.col(
                 "inflow_recent",

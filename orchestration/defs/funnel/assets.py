@@ -11,9 +11,10 @@ from ingestion.frames import read_frame, replace_table
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms import funnel_columns as columns
-from transforms.funnel import funnel_cohorts, funnel_conversion
-from transforms.lead_requirements import RateSettings, lead_requirements
-from transforms.segment_focus import FocusSettings, segment_focus
+from transforms.funnel import DEAL_SOURCES, funnel_cohorts_from_tables, funnel_conversion_from_tables
+from transforms.lead_requirements import RateSettings, lead_requirements_from_tables
+from transforms.segment_focus import FocusSettings, segment_focus_from_tables
+from transforms.sql import tables
 
 FUNNEL_CONVERSION_KEY = dg.AssetKey(["marts", "funnel_conversion"])
 FUNNEL_COHORTS_KEY = dg.AssetKey(["marts", "funnel_cohorts"])
@@ -67,8 +68,13 @@ class SegmentFocusConfig(dg.Config):
     """Focus target period (YYYY-MM-DD); default the first that starts after the as-of date."""
 
 
-def _inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, pl.LazyFrame]:
-    return {name: read_frame(conn, schema, table).lazy() for name, (schema, table) in SOURCES.items()}
+def _deal_relations() -> dict[str, str]:
+    """The large sources, read by the transforms' SQL in the warehouse (only what each query needs)."""
+    return {name: ".".join(SOURCES[name]) for name in DEAL_SOURCES}
+
+
+def _small(conn: duckdb.DuckDBPyConnection, name: str) -> pl.LazyFrame:
+    return read_frame(conn, *SOURCES[name]).lazy()
 
 
 def _markdown(frame: pl.DataFrame) -> str:
@@ -123,7 +129,10 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         """One row per period x business line x segment x stage; from fct_stage_transitions."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            frame = funnel_conversion(**_inputs(conn), as_of=as_of).collect()
+            with tables(conn, _deal_relations()) as deal_tables:
+                frame = funnel_conversion_from_tables(
+                    deal_tables, _small(conn, "stages"), _small(conn, "targets"), as_of
+                ).collect()
             _write(
                 conn,
                 FUNNEL_CONVERSION_KEY,
@@ -146,9 +155,10 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         """One row per cohort month of funnel entry x business line x segment; from fct_stage_transitions."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            inputs = _inputs(conn)
-            inputs.pop("stages")
-            frame = funnel_cohorts(**inputs, as_of=as_of, maturity_days=config.maturity_days).collect()
+            with tables(conn, _deal_relations()) as deal_tables:
+                frame = funnel_cohorts_from_tables(
+                    deal_tables, _small(conn, "targets"), as_of, maturity_days=config.maturity_days
+                ).collect()
             _write(conn, FUNNEL_COHORTS_KEY, frame, columns.FUNNEL_COHORTS, columns.FUNNEL_COHORTS_COLUMNS)
         recent = frame.filter((pl.col("business_line") == "(all)") & (pl.col("segment") == "(all)")).tail(8)
         return dg.MaterializeResult(
@@ -169,7 +179,10 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         as_of = partition_as_of(context)
         settings = RateSettings(**config.model_dump())
         with warehouse.connect() as conn:
-            frame = lead_requirements(**_inputs(conn), as_of=as_of, settings=settings).collect()
+            with tables(conn, _deal_relations()) as deal_tables:
+                frame = lead_requirements_from_tables(
+                    deal_tables, _small(conn, "stages"), _small(conn, "targets"), as_of, settings
+                ).collect()
             _write(
                 conn,
                 LEAD_REQUIREMENTS_KEY,
@@ -217,12 +230,11 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         settings = FocusSettings(**config.model_dump(exclude={"period_start"}))
         period_start = date.fromisoformat(config.period_start) if config.period_start else None
         with warehouse.connect() as conn:
-            inputs = _inputs(conn)
-            inputs.pop("stages")
             requirements = read_frame(conn, *LEAD_REQUIREMENTS_KEY.path).lazy()
-            frame = segment_focus(
-                requirements, **inputs, as_of=as_of, settings=settings, period_start=period_start
-            ).collect()
+            with tables(conn, _deal_relations()) as deal_tables:
+                frame = segment_focus_from_tables(
+                    deal_tables, requirements, _small(conn, "targets"), as_of, settings, period_start
+                ).collect()
             _write(conn, SEGMENT_FOCUS_KEY, frame, columns.SEGMENT_FOCUS, columns.SEGMENT_FOCUS_COLUMNS)
         return dg.MaterializeResult(
             metadata={

@@ -1,0 +1,121 @@
+"""Time and peak RSS of one Polars mart asset (funnel, client base, action plan) on a built warehouse.
+
+    python -m benchmarks.profile_marts --warehouse /tmp/copy/funnel.duckdb --asset lead_requirements
+    python -m benchmarks.profile_marts --warehouse /tmp/copy/funnel.duckdb --asset all
+
+Materialises the asset alone (its inputs must already be in the warehouse: run it on a copy of a built
+one, never on the pipeline's own file), in this process, and prints one JSON line per asset: seconds of
+the materialisation (read, transform, write) and the CPU seconds it used (less sensitive to a shared
+machine's load), the process's RSS before it and its peak (`ru_maxrss`,
+which is never given back, so profile one asset per process for a clean figure: `--asset all` runs each
+in its own subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ASSETS = [
+    "funnel_conversion",
+    "funnel_cohorts",
+    "lead_requirements",
+    "segment_focus",
+    "client_segments",
+    "segment_scorecard",
+    "activity_norms",
+    "action_plan",
+    "deals_needing_action",
+]
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def profile_one(warehouse: Path, asset: str, partition: str, first_extract: str) -> dict:
+    import dagster as dg
+
+    from orchestration.defs.action_plan.assets import build_action_plan_assets
+    from orchestration.defs.client_base.assets import build_client_base_assets
+    from orchestration.defs.funnel.assets import build_funnel_assets
+    from orchestration.partitions import daily_extract_partitions
+    from orchestration.resources import WarehouseResource
+
+    partitions = daily_extract_partitions(date.fromisoformat(first_extract))
+    assets = [
+        *build_funnel_assets(partitions),
+        *build_client_base_assets(partitions),
+        *build_action_plan_assets(partitions),
+    ]
+    chosen = [a for a in assets if a.key.path[-1] == asset]
+    if not chosen:
+        raise SystemExit(f"unknown asset {asset!r}; one of {', '.join(ASSETS)}")
+    before = _rss_mb()
+    cpu_before = _cpu_seconds()
+    start = time.perf_counter()
+    result = dg.materialize(
+        chosen,
+        resources={
+            "warehouse": WarehouseResource(duckdb_path=str(warehouse), landing_dir=str(warehouse.parent))
+        },
+        partition_key=partition,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    seconds = time.perf_counter() - start
+    if not result.success:
+        raise SystemExit(f"{asset} failed")
+    return {
+        "asset": asset,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(_cpu_seconds() - cpu_before, 2),
+        "rss_before_mb": round(before),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--asset", required=True, help=f"one of {', '.join(ASSETS)}, or all")
+    parser.add_argument("--partition", default="2026-11-26", help="the run's as-of date")
+    parser.add_argument("--first-extract", default="2026-11-25")
+    args = parser.parse_args()
+    if args.asset != "all":
+        print(json.dumps(profile_one(args.warehouse, args.asset, args.partition, args.first_extract)))
+        return
+    for asset in ASSETS:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.profile_marts",
+                "--warehouse",
+                str(args.warehouse),
+                "--asset",
+                asset,
+                "--partition",
+                args.partition,
+                "--first-extract",
+                args.first_extract,
+            ],
+            check=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
