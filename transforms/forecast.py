@@ -43,12 +43,14 @@ CRM shows it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
 
+from transforms.forecast_calibration import log_variance_for, widened
 from transforms.forecast_chain import (
     PROBABILITY_SCALE,
     age_factors,
@@ -578,10 +580,22 @@ def _sorted_pool(pool: pl.DataFrame, keys: list[str], sort_by: str, values: str)
     )
 
 
-def remaining_days_draws(
-    deals: pl.DataFrame, timing: pl.DataFrame, min_samples: int, draws: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Days from the cutoff to the win, `draws` per deal, if the deal wins; and the pool level used.
+@dataclass(frozen=True)
+class TimingPlan:
+    """Which timing pool each open deal draws from, and the slice of that pool (no draws yet)."""
+
+    pools: list[tuple[np.ndarray, bool, bool]]
+    """(days to won, conditional on age, in segment time scale) per pool."""
+    pool_of: np.ndarray
+    chosen_lo: np.ndarray
+    chosen_hi: np.ndarray
+    level: np.ndarray
+    age: np.ndarray
+    scale: np.ndarray
+
+
+def timing_plan(deals: pl.DataFrame, timing: pl.DataFrame, min_samples: int) -> TimingPlan:
+    """The pool and pool slice each deal's days to the win are drawn from.
 
     Levels: 0 = line x segment x stage among stays at least as old; 1 = line x stage among stays at
     least as old, every stay and age measured in its segment's time scale (`_with_time_scales`), so
@@ -631,18 +645,25 @@ def remaining_days_draws(
         enough = known & (hi - lo >= (min_samples if index < 2 else 1)) & (level == 3)
         chosen_lo[enough], chosen_hi[enough] = lo[enough], hi[enough]
         level[enough], pool_of[enough] = index, len(pools) - 1
-    remaining = np.full((n, draws), 30.0)
-    u = rng.random((n, draws))
-    for p, (to_won, conditional, scaled) in enumerate(pools):
+    return TimingPlan(pools, pool_of, chosen_lo, chosen_hi, level, age, scale)
+
+
+def remaining_days(plan: TimingPlan, start: int, stop: int, u: np.ndarray) -> np.ndarray:
+    """Days from the cutoff to the win of deals [start, stop), one per uniform draw in `u` (their rows),
+    if the deal wins."""
+    remaining = np.full(u.shape, 30.0)
+    pool_of = plan.pool_of[start:stop]
+    for p, (to_won, conditional, scaled) in enumerate(plan.pools):
         rows = pool_of == p
         if not rows.any():
             continue
-        lo, hi = chosen_lo[rows, None], chosen_hi[rows, None]
+        lo, hi = plan.chosen_lo[start:stop][rows, None], plan.chosen_hi[start:stop][rows, None]
         picked = to_won[lo + np.floor(u[rows] * (hi - lo)).astype(np.int64)]
         if scaled:
-            picked = picked * scale[rows, None]
-        remaining[rows] = np.maximum(picked - age[rows, None], 0.0) if conditional else picked
-    return remaining, level
+            picked = picked * plan.scale[start:stop][rows, None]
+        age = plan.age[start:stop][rows, None]
+        remaining[rows] = np.maximum(picked - age, 0.0) if conditional else picked
+    return remaining
 
 
 def _new_lead_intensity(
@@ -701,9 +722,23 @@ class Simulation:
     """(groups, months) expected won revenue from new leads."""
     deal_month_probability: np.ndarray
     """(deals, months) P(the deal is won in the month)."""
-    remaining_days: np.ndarray
-    """(deals, draws) days from the cutoff to the win, if won."""
+    remaining_day_percentiles: np.ndarray
+    """(deals, 3) P10, P50, P90 of the days from the cutoff to the win, if won (zeros when not asked)."""
     timing_level: np.ndarray
+
+
+SIMULATION_CHUNK_CELLS = 1 << 20
+"""Deals x simulations simulated at once: the (deals, simulations) arrays of one chunk take about 8 MB
+each, whatever the number of open deals."""
+
+
+def _stream_at(state: dict, offset: int) -> np.random.Generator:
+    """A Generator positioned `offset` 64-bit outputs after `state` (a PCG64 state): the uniforms a
+    single `random((n, s))` call would have drawn from row `offset / s` on. One double is one output."""
+    bit_generator = np.random.PCG64()
+    bit_generator.state = state
+    bit_generator.advance(offset)
+    return np.random.Generator(bit_generator)
 
 
 def simulate(
@@ -712,8 +747,17 @@ def simulate(
     edges: np.ndarray,
     seed: int,
     settings: ForecastSettings,
+    chunk_cells: int = SIMULATION_CHUNK_CELLS,
+    deal_percentiles: bool = True,
 ) -> Simulation:
-    """Expected and simulated won revenue per line x segment x month (months bounded by `edges`)."""
+    """Expected and simulated won revenue per line x segment x month (months bounded by `edges`).
+
+    The open deals are simulated in chunks of about `chunk_cells` deals x simulations, so memory does not
+    grow with the number of open deals. The random stream is the one of drawing everything at once
+    (every deal's timing uniforms, the market shocks, every deal's win uniforms, then the new leads):
+    each chunk reads its own rows of those blocks by advancing the PCG64 stream, and the sums are
+    accumulated deal by deal in the same order, so the figures do not depend on the chunk size.
+    `deal_percentiles=False` skips each deal's close-day percentiles (the backtest does not show them)."""
     rng = np.random.default_rng(seed)
     s = settings.simulations
     groups = (
@@ -725,31 +769,50 @@ def simulate(
     )
     n_groups, n_months = groups.height, len(edges) - 1
     deal_group = _group_codes(scored, ["business_line", "segment"], groups)
-    remaining, level = remaining_days_draws(scored, model.timing, settings.min_timing_samples, s, rng)
-    month = np.searchsorted(edges, remaining, side="right") - 1
-    in_horizon = (month >= 0) & (month < n_months)
+    plan = timing_plan(scored, model.timing, settings.min_timing_samples)
     p = scored.get_column("win_probability").to_numpy().astype(float)
     amount = scored.get_column("forecast_amount").to_numpy().astype(float)
     n = scored.height
 
+    # Stream layout: n x s timing uniforms, s shocks, n x s win uniforms, then the new leads' draws.
+    timing_state = rng.bit_generator.state
+    rng.bit_generator.advance(n * s)
+    shock = rng.normal(0.0, model.win_odds_sigma, s)
+    win_state = rng.bit_generator.state
+    rng.bit_generator.advance(n * s)
+
+    clipped = np.clip(p, 1e-9, 1 - 1e-9)
+    log_odds = np.log(clipped / (1 - clipped))
+    uncertain = (p > 0) & (p < 1)
     month_share = np.zeros((n, n_months))
-    if n:
-        rows = np.repeat(np.arange(n), s)
-        np.add.at(month_share, (rows[in_horizon.ravel()], month.ravel()[in_horizon.ravel()]), 1.0 / s)
+    day_percentiles = np.zeros((n, 3))
+    open_flat = np.zeros(s * n_groups * n_months)
+    step = max(1, chunk_cells // max(s, 1))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        rows = stop - start
+        remaining = remaining_days(plan, start, stop, _stream_at(timing_state, start * s).random((rows, s)))
+        if deal_percentiles:
+            day_percentiles[start:stop] = np.percentile(remaining, [10, 50, 90], axis=1).T
+        month = np.searchsorted(edges, remaining, side="right") - 1
+        del remaining
+        in_horizon = (month >= 0) & (month < n_months)
+        deal_rows = np.repeat(np.arange(start, stop), s)[in_horizon.ravel()]
+        np.add.at(month_share, (deal_rows, month.ravel()[in_horizon.ravel()]), 1.0 / s)
+        del deal_rows
+        shocked = 1.0 / (1.0 + np.exp(-(log_odds[start:stop, None] + shock[None, :])))
+        chance = np.where(uncertain[start:stop, None], shocked, p[start:stop, None])
+        del shocked
+        won = _stream_at(win_state, start * s).random((rows, s)) < chance
+        del chance
+        deal_idx, sim_idx = np.nonzero(won & in_horizon)
+        flat = (sim_idx * n_groups + deal_group[start + deal_idx]) * n_months + month[deal_idx, sim_idx]
+        # Added hit by hit in (deal, simulation) order, as one bincount over all deals would.
+        np.add.at(open_flat, flat, amount[start + deal_idx])
+    open_draws = open_flat.reshape(s, n_groups, n_months)
     deal_month_probability = p[:, None] * month_share
     open_expected = np.zeros((n_groups, n_months))
     np.add.at(open_expected, deal_group, deal_month_probability * amount[:, None])
-
-    shock = rng.normal(0.0, model.win_odds_sigma, s)
-    clipped = np.clip(p, 1e-9, 1 - 1e-9)
-    shocked = 1.0 / (1.0 + np.exp(-(np.log(clipped / (1 - clipped))[:, None] + shock[None, :])))
-    won = rng.random((n, s)) < np.where(((p > 0) & (p < 1))[:, None], shocked, p[:, None])
-    hit = won & in_horizon
-    deal_idx, sim_idx = np.nonzero(hit)
-    flat = (sim_idx * n_groups + deal_group[deal_idx]) * n_months + month[deal_idx, sim_idx]
-    open_draws = np.bincount(flat, weights=amount[deal_idx], minlength=s * n_groups * n_months).reshape(
-        s, n_groups, n_months
-    )
 
     # Row i must stay group i: the intensities below are indexed like the groups.
     new_leads = (
@@ -785,8 +848,8 @@ def simulate(
         open_expected=open_expected,
         new_expected=new_expected,
         deal_month_probability=deal_month_probability,
-        remaining_days=remaining,
-        timing_level=level,
+        remaining_day_percentiles=day_percentiles,
+        timing_level=plan.level,
     )
 
 
@@ -831,10 +894,13 @@ def period_rollups(
     new_expected: np.ndarray,
     naive: np.ndarray,
     won_to_date: np.ndarray,
+    calibration: Mapping[int, float] | None = None,
 ) -> pl.DataFrame:
     """Per period x (line x segment, line total 'all', grand total 'all'): expected, P10/P50/P90, naive.
 
-    Percentiles of a total are taken over the summed draws, never summed from the parts."""
+    Percentiles of a total are taken over the summed draws, never summed from the parts. The range of
+    what is still to be won is widened by `calibration` (extra log-variance per backtest horizon, see
+    `transforms.forecast_calibration`): months by the 1-month one, quarters by the 3-month one."""
     lines = groups.get_column("business_line").to_list()
     segments = groups.get_column("segment").to_list()
     rollups: list[tuple[str, str, np.ndarray]] = [
@@ -865,13 +931,29 @@ def period_rollups(
                     "expected_open_pipeline_revenue": expected_open,
                     "expected_new_lead_revenue": expected_new,
                     "expected_revenue": known + expected_open + expected_new,
-                    "revenue_p10": known + float(p10),
-                    "revenue_p50": known + float(p50),
-                    "revenue_p90": known + float(p90),
+                    "revenue_p10": float(p10),
+                    "revenue_p50": float(p50),
+                    "revenue_p90": float(p90),
                     "naive_weighted_pipeline": float(naive[g][:, m].sum()),
+                    "calibration_log_variance": log_variance_for(calibration or {}, period.period_type),
                 }
             )
-    return pl.DataFrame(records)
+    frame = pl.DataFrame(records)
+    if frame.height == 0:
+        return frame
+    p10, p90 = widened(
+        pl.col("revenue_p10"),
+        pl.col("revenue_p50"),
+        pl.col("revenue_p90"),
+        pl.col("calibration_log_variance"),
+    )
+    known = pl.col("won_to_date_revenue")
+    return frame.with_columns(
+        revenue_p10=known + p10,
+        revenue_p50=known + pl.col("revenue_p50"),
+        revenue_p90=known + p90,
+        calibration_log_sd=pl.col("calibration_log_variance").sqrt(),
+    ).drop("calibration_log_variance")
 
 
 def won_revenue_by_month(
@@ -906,11 +988,14 @@ def forecast_as_of(
     as_of_date: date,
     horizon_quarters: int = 2,
     settings: ForecastSettings | None = None,
+    calibration: Mapping[int, float] | None = None,
 ) -> ForecastResult:
     """The live forecast: the funnel at the end of `as_of_date`, the months and quarters from its
     quarter through `horizon_quarters` quarters, and the per-deal table.
 
-    `spells` is `funnel_spells(...)`; only its rows before the cutoff are read."""
+    `spells` is `funnel_spells(...)`; only its rows before the cutoff are read. `calibration`: the
+    extra log-variance per backtest horizon in months (`forecast_calibration.calibration_at` over the
+    backtest table), {} or None for the range as simulated."""
     settings = settings or ForecastSettings()
     cutoff_at = cutoff_for(as_of_date)
     known = spells_known_at(spells, cutoff_at)
@@ -930,6 +1015,7 @@ def forecast_as_of(
         sim.new_expected,
         naive,
         won_to_date,
+        calibration,
     )
     open_counts = scored.group_by("business_line", "segment").agg(open_deal_count=pl.len())
     inflow = model.new_leads.select("business_line", "segment", "daily_inflow")
@@ -996,10 +1082,7 @@ def _deal_table(
 ) -> pl.DataFrame:
     """Per open deal: P(win), the close-date distribution if won, and its share of the current month
     and quarter."""
-    if scored.height:
-        q10, q50, q90 = np.percentile(sim.remaining_days, [10, 50, 90], axis=1)
-    else:
-        q10 = q50 = q90 = np.zeros(0)
+    q10, q50, q90 = sim.remaining_day_percentiles.T
     current_quarter = next(p for p in periods if p.period_type == "quarter")
     month_p = sim.deal_month_probability
     cutoff = pl.lit(cutoff_at)

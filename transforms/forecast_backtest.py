@@ -6,16 +6,24 @@ calendar months is compared with the revenue actually won in them: deals whose f
 stage falls in the window, at their amount in EUR, leads created after D included (the forecast covers
 them too). Nothing after D reaches the forecast: the only inputs read after the cut are the actuals.
 
-Methods: `learned` (expected value and P10/P50/P90 of the simulation), `naive` (weighted pipeline of
-the deals open at D placed by their expected close date, an overdue date in the first month), and
-`naive_unphased` (the whole weighted pipeline, what a CRM's pipeline screen shows, set against each
-window). Per origin x horizon x business line (and 'all'); the summary gives per horizon x line x
-method: MAPE = mean |F - A| / A over origins with A > 0, bias = mean (F - A) / A, coverage = share of
-origins with P10 <= A <= P90 (learned only).
+Methods: `learned` (expected value and P10/P50/P90 of the simulation, the range widened by the errors
+of the earlier origins whose window had closed: `transforms.forecast_calibration`), `naive` (weighted
+pipeline of the deals open at D placed by their expected close date, an overdue date in the first
+month), and `naive_unphased` (the whole weighted pipeline, what a CRM's pipeline screen shows, set
+against each window). Per origin x horizon x business line (and 'all'); the summary gives per horizon x
+line x method: MAPE = mean |F - A| / A over origins with A > 0, bias = mean (F - A) / A, coverage =
+share of origins with P10 <= A <= P90 (learned only; calibrated and as simulated).
+
+Incremental: an origin's forecast depends only on the spells known at D (with today's deal amounts and
+segments), the stage catalogue, the settings and this code. `origin_fingerprints` hashes exactly those
+per origin; a run reuses the forecast part of every origin whose fingerprint matches the table's and
+recomputes the others (new origins, or old ones whose inputs a corrected extract changed). Actuals,
+calibration and errors are recomputed on every run: they are cheap.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
 import numpy as np
@@ -36,9 +44,68 @@ from transforms.forecast import (
     spells_known_at,
     won_deals,
 )
+from transforms.forecast_calibration import calibration_by_origin, calibration_score, widened
 from transforms.forecast_chain import exact_sum
 
 HORIZONS = (1, 3)
+METHODS = ("learned", "naive", "naive_unphased")
+MODEL_VERSION = "2026-11-28.1"
+"""Part of every origin's fingerprint: bump it when a code change moves the backtest's figures, so the
+origins kept in the table are recomputed."""
+
+FORECAST_COLUMNS = [
+    "origin_date",
+    "horizon_months",
+    "window_end_date",
+    "business_line",
+    "method",
+    "forecast_revenue",
+    "simulated_p10",
+    "forecast_p50",
+    "simulated_p90",
+    "open_deal_count",
+    "training_transitions",
+]
+"""What an origin's computation produces and the table keeps per origin (with its fingerprint)."""
+
+COLUMNS = [
+    "origin_date",
+    "horizon_months",
+    "window_end_date",
+    "business_line",
+    "method",
+    "forecast_revenue",
+    "forecast_p10",
+    "forecast_p50",
+    "forecast_p90",
+    "actual_won_revenue",
+    "error",
+    "percentage_error",
+    "absolute_percentage_error",
+    "is_actual_in_p10_p90",
+    "simulated_p10",
+    "simulated_p90",
+    "is_actual_in_simulated_p10_p90",
+    "calibration_log_sd",
+    "calibration_scores",
+    "open_deal_count",
+    "training_transitions",
+    "input_fingerprint",
+]
+
+_FORECAST_SCHEMA = {
+    "origin_date": pl.Date,
+    "horizon_months": pl.Int64,
+    "window_end_date": pl.Date,
+    "business_line": pl.String,
+    "method": pl.String,
+    "forecast_revenue": pl.Float64,
+    "simulated_p10": pl.Float64,
+    "forecast_p50": pl.Float64,
+    "simulated_p90": pl.Float64,
+    "open_deal_count": pl.Int64,
+    "training_transitions": pl.Int64,
+}
 
 
 def backtest_origins(
@@ -55,6 +122,10 @@ def backtest_origins(
     return origins
 
 
+def _window_end(origin: datetime, months: int) -> datetime:
+    return datetime.combine(_add_months(origin.date(), months), datetime.min.time())
+
+
 def _won_by_line(spells: pl.LazyFrame, start: datetime, end: datetime) -> dict[str, float]:
     won = won_deals(spells, start, end).collect()
     totals = (
@@ -67,16 +138,17 @@ def _won_by_line(spells: pl.LazyFrame, start: datetime, end: datetime) -> dict[s
     return out
 
 
-def backtest_at(
+def backtest_forecast_at(
     spells: pl.LazyFrame, stages: pl.DataFrame, origin: datetime, settings: ForecastSettings
 ) -> pl.DataFrame:
-    """Forecast and actual at one origin: one row per horizon x business line (and 'all') x method."""
+    """What the forecast said at one origin (no actuals): one row per horizon x business line (and
+    'all') x method, columns FORECAST_COLUMNS; the learned range as simulated."""
     known = spells_known_at(spells, origin)
     model = learn_funnel_model(known, stages, origin, settings)
     scored = score_open_deals(open_deals_at(known, origin), model, settings).collect()
     horizon = max(HORIZONS)
     _, edges = month_edges(origin, horizon)
-    sim = simulate(scored, model, edges, seed_for(origin), settings)
+    sim = simulate(scored, model, edges, seed_for(origin), settings, deal_percentiles=False)
     naive = naive_by_month(scored, sim.groups, origin, edges)
     lines = sim.groups.get_column("business_line").to_list()
     unphased = (
@@ -89,8 +161,6 @@ def backtest_at(
     unphased_by_line[TOTAL] = float(sum(unphased_by_line.values()))
     rows = []
     for h in HORIZONS:
-        end = datetime.combine(_add_months(origin.date(), h), datetime.min.time())
-        actual = _won_by_line(spells, origin, end)
         for line in [*sorted(set(lines)), TOTAL]:
             g = np.array([i for i, x in enumerate(lines) if line in (x, TOTAL)], dtype=np.int64)
             draws = (sim.open_draws[:, g, :h] + sim.new_draws[:, g, :h]).sum(axis=(1, 2))
@@ -98,9 +168,8 @@ def backtest_at(
             common = {
                 "origin_date": origin.date(),
                 "horizon_months": h,
-                "window_end_date": end.date(),
+                "window_end_date": _window_end(origin, h).date(),
                 "business_line": line,
-                "actual_won_revenue": float(actual.get(line, 0.0)),
                 "open_deal_count": int(
                     scored.height if line == TOTAL else scored.filter(pl.col("business_line") == line).height
                 ),
@@ -117,14 +186,208 @@ def backtest_at(
                     | {
                         "method": method,
                         "forecast_revenue": forecast,
-                        "forecast_p10": bounds[0],
+                        "simulated_p10": bounds[0],
                         "forecast_p50": bounds[1],
-                        "forecast_p90": bounds[2],
+                        "simulated_p90": bounds[2],
+                    }
+                )
+    return pl.DataFrame(rows, schema=_FORECAST_SCHEMA).select(FORECAST_COLUMNS)
+
+
+def backtest_actuals(spells: pl.LazyFrame, origins: list[datetime]) -> pl.DataFrame:
+    """Revenue won per origin x horizon x business line (and 'all'): origin_date, horizon_months,
+    business_line, actual_won_revenue. Recomputed on every run (cheap, and never cached)."""
+    won = spells.filter(pl.col("is_won")).collect().lazy()
+    records = []
+    for origin in origins:
+        for h in HORIZONS:
+            for line, value in _won_by_line(won, origin, _window_end(origin, h)).items():
+                records.append(
+                    {
+                        "origin_date": origin.date(),
+                        "horizon_months": h,
+                        "business_line": line,
+                        "actual_won_revenue": value,
                     }
                 )
     return pl.DataFrame(
-        rows,
-        schema_overrides={"forecast_p10": pl.Float64, "forecast_p50": pl.Float64, "forecast_p90": pl.Float64},
+        records,
+        schema={
+            "origin_date": pl.Date,
+            "horizon_months": pl.Int64,
+            "business_line": pl.String,
+            "actual_won_revenue": pl.Float64,
+        },
+    )
+
+
+def _settings_key(stages: pl.DataFrame, settings: ForecastSettings) -> np.uint64:
+    """Hash of what every origin shares: the settings, the stage catalogue, this code, the libraries."""
+    catalogue = stages.select(pl.struct(pl.all()).hash(seed=1)).to_series().to_numpy()
+    text = repr(sorted(asdict(settings).items())) + MODEL_VERSION + pl.__version__ + np.__version__
+    label = pl.Series([text]).hash(seed=2).to_numpy()[0]
+    return np.uint64((int(label) + int(catalogue.sum(dtype=np.uint64))) % 2**64)
+
+
+def origin_fingerprints(
+    spells: pl.LazyFrame | pl.DataFrame,
+    stages: pl.DataFrame,
+    origins: list[datetime],
+    settings: ForecastSettings,
+) -> pl.DataFrame:
+    """One row per origin: a 128-bit fingerprint (hex) of everything its forecast reads.
+
+    An origin reads the spells as known at D (`spells_known_at`: spells entered before D, an exit
+    after D not yet known), and of an open spell whether the CRM closed the deal before D. So a spell
+    row counts in up to three forms: open with the CRM record not closed, open with it closed, and
+    exited (with its exit time); each form's hash (over every column, deal amount and segment
+    included) is added, modulo 2^64, to the origins from the first one at which the row looks like
+    that to the last one. One pass over the rows; a change of any row an origin can see changes its
+    fingerprint, a change an origin cannot see (a later event, a deal closing after D) does not."""
+    frame = spells.collect() if isinstance(spells, pl.LazyFrame) else spells
+    n = len(origins)
+    if n == 0:
+        return pl.DataFrame(schema={"origin_date": pl.Date, "input_fingerprint": pl.String})
+    columns = [c for c in frame.columns if c not in ("exited_at", "crm_closed_at")]
+    never = datetime(9999, 1, 1)
+    hashed = frame.select(
+        entered=pl.col("entered_at"),
+        exited=pl.col("exited_at").fill_null(never),
+        crm=pl.col("crm_closed_at").fill_null(never),
+        open_hash=pl.struct(*columns, pl.lit(False).alias("_crm_closed")).hash(seed=3),
+        crm_closed_hash=pl.struct(*columns, pl.lit(True).alias("_crm_closed")).hash(seed=3),
+        exited_hash=pl.struct(*columns, "exited_at").hash(seed=3),
+    )
+    points = np.array([np.datetime64(o, "us") for o in origins])
+
+    def first_origin_after(column: str) -> np.ndarray:
+        # Index of the first origin strictly after the instant (origins at or before it do not see it).
+        values = hashed.get_column(column).cast(pl.Datetime("us")).to_numpy()
+        return np.searchsorted(points, values, side="right")
+
+    entered, exited, crm = (first_origin_after(c) for c in ("entered", "exited", "crm"))
+    accumulator = np.zeros(n + 1, dtype=np.uint64)
+    for start, stop, column in [
+        (entered, np.minimum(exited, crm), "open_hash"),
+        (np.maximum(entered, crm), exited, "crm_closed_hash"),
+        (np.maximum(entered, exited), np.full(entered.size, n), "exited_hash"),
+    ]:
+        value = hashed.get_column(column).to_numpy()
+        live = start < stop
+        np.add.at(accumulator, start[live], value[live])
+        np.add.at(accumulator, stop[live], np.uint64(0) - value[live])
+    per_origin = np.cumsum(accumulator[:n], dtype=np.uint64)
+    key = _settings_key(stages, settings)
+    return pl.DataFrame(
+        {
+            "origin_date": [o.date() for o in origins],
+            "input_fingerprint": [f"{int(v):016x}{int(key):016x}" for v in per_origin],
+        },
+        schema={"origin_date": pl.Date, "input_fingerprint": pl.String},
+    )
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    rows: pl.DataFrame
+    """The backtest table: one row per origin x horizon x line x method, COLUMNS."""
+    recomputed: list[date]
+    """Origins whose forecast was computed in this run (new, or inputs changed)."""
+    reused: list[date]
+    """Origins whose forecast was taken from the previous table (same fingerprint)."""
+
+
+def run_backtest(
+    spells: pl.LazyFrame,
+    stages: pl.DataFrame,
+    origins: list[datetime],
+    settings: ForecastSettings | None = None,
+    previous: pl.DataFrame | None = None,
+) -> BacktestRun:
+    """The backtest over `origins`, reusing from `previous` (an earlier backtest table) the forecast of
+    every origin whose input fingerprint is unchanged."""
+    settings = settings or ForecastSettings()
+    frame = spells.collect()  # read once, cut many times
+    spells = frame.lazy()
+    fingerprints = origin_fingerprints(frame, stages, origins, settings)
+    kept = pl.DataFrame(schema=_FORECAST_SCHEMA | {"input_fingerprint": pl.String})
+    usable = previous is not None and {*FORECAST_COLUMNS, "input_fingerprint"} <= set(previous.columns)
+    if usable and previous.height:
+        kept = previous.join(fingerprints, on=["origin_date", "input_fingerprint"], how="semi").select(
+            *FORECAST_COLUMNS, "input_fingerprint"
+        )
+    reused = set(kept.get_column("origin_date").unique().to_list())
+    fresh = [
+        backtest_forecast_at(spells, stages, origin, settings)
+        for origin in origins
+        if origin.date() not in reused
+    ]
+    forecasts = pl.concat(
+        [
+            kept.drop("input_fingerprint"),
+            *fresh,
+        ]
+    ).join(fingerprints, on="origin_date", how="left")
+    if forecasts.height == 0:
+        return BacktestRun(pl.DataFrame(), [], [])
+    rows = finish_backtest(forecasts, backtest_actuals(spells, origins))
+    return BacktestRun(
+        rows=rows,
+        recomputed=sorted(o.date() for o in origins if o.date() not in reused),
+        reused=sorted(reused),
+    )
+
+
+def finish_backtest(forecasts: pl.DataFrame, actuals: pl.DataFrame) -> pl.DataFrame:
+    """Forecasts (FORECAST_COLUMNS + input_fingerprint) with their actuals, the calibrated range and the
+    errors: the backtest table."""
+    joined = forecasts.join(
+        actuals, on=["origin_date", "horizon_months", "business_line"], how="left"
+    ).with_columns(pl.col("actual_won_revenue").fill_null(0.0))
+    scores = joined.filter(pl.col("method") == "learned").select(
+        "horizon_months",
+        "window_end_date",
+        score=calibration_score(
+            pl.col("simulated_p10"),
+            pl.col("forecast_p50"),
+            pl.col("simulated_p90"),
+            pl.col("actual_won_revenue"),
+        ),
+    )
+    origins = sorted(joined.get_column("origin_date").unique().to_list())
+    calibration = calibration_by_origin(scores, origins)
+    p10, p90 = widened(
+        pl.col("simulated_p10"),
+        pl.col("forecast_p50"),
+        pl.col("simulated_p90"),
+        pl.col("calibration_log_variance").fill_null(0.0),
+    )
+    learned = pl.col("method") == "learned"
+    return (
+        joined.join(calibration, on=["origin_date", "horizon_months"], how="left")
+        .with_columns(
+            forecast_p10=p10,
+            forecast_p90=p90,
+            calibration_log_sd=pl.when(learned).then(
+                pl.col("calibration_log_variance").fill_null(0.0).sqrt()
+            ),
+            calibration_scores=pl.when(learned).then(pl.col("calibration_scores")),
+            error=pl.col("forecast_revenue") - pl.col("actual_won_revenue"),
+        )
+        .with_columns(
+            percentage_error=pl.when(pl.col("actual_won_revenue") > 0).then(
+                pl.col("error") / pl.col("actual_won_revenue")
+            ),
+            is_actual_in_p10_p90=pl.when(pl.col("forecast_p10").is_not_null()).then(
+                pl.col("actual_won_revenue").is_between(pl.col("forecast_p10"), pl.col("forecast_p90"))
+            ),
+            is_actual_in_simulated_p10_p90=pl.when(pl.col("simulated_p10").is_not_null()).then(
+                pl.col("actual_won_revenue").is_between(pl.col("simulated_p10"), pl.col("simulated_p90"))
+            ),
+        )
+        .with_columns(absolute_percentage_error=pl.col("percentage_error").abs())
+        .select(COLUMNS)
+        .sort("origin_date", "horizon_months", "business_line", "method")
     )
 
 
@@ -135,42 +398,16 @@ def backtest(
     settings: ForecastSettings | None = None,
 ) -> pl.DataFrame:
     """One row per origin x horizon (1, 3 months) x business line (and 'all') x method, with errors."""
-    settings = settings or ForecastSettings()
-    spells = spells.collect().lazy()  # read once, cut many times
-    frames = [backtest_at(spells, stages, origin, settings) for origin in origins]
-    if not frames:
-        return pl.DataFrame()
-    return (
-        pl.concat(frames)
-        .with_columns(error=pl.col("forecast_revenue") - pl.col("actual_won_revenue"))
-        .with_columns(
-            percentage_error=pl.when(pl.col("actual_won_revenue") > 0).then(
-                pl.col("error") / pl.col("actual_won_revenue")
-            ),
-            is_actual_in_p10_p90=pl.when(pl.col("forecast_p10").is_not_null()).then(
-                pl.col("actual_won_revenue").is_between(pl.col("forecast_p10"), pl.col("forecast_p90"))
-            ),
-        )
-        .with_columns(absolute_percentage_error=pl.col("percentage_error").abs())
-        .select(
-            "origin_date",
-            "horizon_months",
-            "window_end_date",
-            "business_line",
-            "method",
-            "forecast_revenue",
-            "forecast_p10",
-            "forecast_p50",
-            "forecast_p90",
-            "actual_won_revenue",
-            "error",
-            "percentage_error",
-            "absolute_percentage_error",
-            "is_actual_in_p10_p90",
-            "open_deal_count",
-            "training_transitions",
-        )
-        .sort("origin_date", "horizon_months", "business_line", "method")
+    return run_backtest(spells, stages, origins, settings).rows
+
+
+def backtest_at(
+    spells: pl.LazyFrame, stages: pl.DataFrame, origin: datetime, settings: ForecastSettings
+) -> pl.DataFrame:
+    """Forecast and actual at one origin, the range as simulated (one origin has no earlier windows to
+    calibrate with): one row per horizon x business line (and 'all') x method."""
+    return backtest_forecast_at(spells, stages, origin, settings).join(
+        backtest_actuals(spells, [origin]), on=["origin_date", "horizon_months", "business_line"], how="left"
     )
 
 
@@ -186,6 +423,7 @@ def backtest_summary(rows: pl.LazyFrame) -> pl.LazyFrame:
             median_ape=pl.col("absolute_percentage_error").median(),
             bias=pl.col("percentage_error").mean(),
             p10_p90_coverage=pl.col("is_actual_in_p10_p90").cast(pl.Float64).mean(),
+            simulated_p10_p90_coverage=pl.col("is_actual_in_simulated_p10_p90").cast(pl.Float64).mean(),
             total_forecast_revenue=pl.col("forecast_revenue").sum(),
             total_actual_won_revenue=pl.col("actual_won_revenue").sum(),
         )

@@ -82,14 +82,22 @@ def test_learned_backtest_beats_the_naive_weighted_pipeline(generated_forecast):
 
 def test_p10_p90_range_holds_the_actual_at_most_origins(generated_forecast):
     """Coverage measured: share of origins (total, all lines) whose actual won revenue lies within the
-    simulated P10-P90; about 0.8 for a calibrated range. What the generator plants and the model cannot
-    know (a crisis that cuts win rates for six months) keeps it below, so the band is honest, not 0.8."""
+    calibrated P10-P90; about 0.8 for an honest range. The simulated range alone held it in 62-71 % of
+    origins (it knows no model error); widened by the errors of earlier closed windows it is near 0.8
+    (a crisis the model cannot know keeps the 3-month figure under it). 21 origins: one is 5 points."""
     _, tables, _ = generated_forecast
-    total = tables["forecast_backtest_summary"].filter(
-        (pl.col("business_line") == "all") & (pl.col("method") == "learned")
-    )
+    learned = tables["forecast_backtest_summary"].filter(pl.col("method") == "learned")
+    total = learned.filter(pl.col("business_line") == "all")
     for coverage in total.get_column("p10_p90_coverage"):
-        assert 0.55 <= coverage <= 0.95
+        assert 0.7 <= coverage <= 0.95
+    for coverage in learned.get_column("p10_p90_coverage"):
+        assert 0.6 <= coverage <= 1.0
+    # Calibration only widens: never less coverage than the simulated range, and more in total.
+    assert (learned["p10_p90_coverage"] >= learned["simulated_p10_p90_coverage"]).all()
+    assert total["p10_p90_coverage"].sum() > total["simulated_p10_p90_coverage"].sum()
+    # The live forecast's range is widened by the same component.
+    live = tables["pipeline_forecast"]
+    assert (live["calibration_log_sd"] > 0).any()
 
 
 def test_stage_win_probability_near_the_generator_truth(generated_forecast):
@@ -145,3 +153,55 @@ def test_history_keeps_each_run_and_explains_the_move(sample_warehouse, tmp_path
     won = changes.filter(pl.col("change_type") == "won")["expected_won_amount"].sum()
     move = latest["expected_won_amount"].sum() - previous["expected_won_amount"].sum() + won
     assert changes["contribution"].sum() == pytest.approx(move, rel=1e-9)
+
+
+def _backtest_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["marts", "forecast_backtest"])
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_daily_backtest_recomputes_only_origins_whose_inputs_changed(generated_warehouse, tmp_path):
+    """The backtest keeps each origin's forecast with a fingerprint of its inputs: a second run on the
+    same data recomputes nothing, a corrected old deal amount recomputes exactly the origins that saw the
+    deal, and the table then equals one built from scratch."""
+    env, _ = generated_warehouse
+    copy = tmp_path / "funnel.duckdb"
+    shutil.copy(env.warehouse_path, copy)
+    keys = [dg.AssetKey(["marts", "forecast_backtest"]), dg.AssetKey(["marts", "forecast_backtest_summary"])]
+    partition = _last_extract_date(env).isoformat()
+
+    def run() -> tuple[dict, pl.DataFrame]:
+        result = _materialize(env, copy, partition, selection=keys)
+        with duckdb.connect(str(copy), read_only=True) as conn:
+            table = conn.sql("SELECT * FROM marts.forecast_backtest ORDER BY ALL").pl()
+        return _backtest_metadata(result), table
+
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("DROP TABLE IF EXISTS marts.forecast_backtest")
+    first, table = run()
+    assert first["origins_recomputed"] == first["origins"] >= 18
+    second, again = run()
+    assert second["origins_recomputed"] == 0 and second["origins_reused"] == first["origins"]
+    assert again.equals(table)
+    # Correct the amount of a deal first seen between the 5th and 6th origin (as a corrected extract
+    # would after dbt): the origins from the 6th on saw it, the first five did not.
+    origins = sorted(table["origin_date"].unique().to_list())
+    with duckdb.connect(str(copy)) as conn:
+        deal = conn.execute(
+            """SELECT deal_id FROM intermediate.int_deal_stage_spells GROUP BY deal_id
+               HAVING min(entered_at) >= ? AND min(entered_at) < ? ORDER BY deal_id LIMIT 1""",
+            [origins[4], origins[5]],
+        ).fetchall()[0][0]
+        conn.execute("UPDATE marts.dim_deals SET amount_reporting = 123456.78 WHERE deal_id = ?", [deal])
+    third, corrected = run()
+    assert third["origins_recomputed"] == len(origins) - 5
+    assert third["recomputed"].startswith(origins[5].isoformat())
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("DROP TABLE marts.forecast_backtest")
+    _, scratch = run()
+    assert corrected.equals(scratch)
+    assert not corrected.equals(table)

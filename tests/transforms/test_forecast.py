@@ -14,10 +14,28 @@ from transforms.forecast import (
     cutoff_for,
     forecast_as_of,
     funnel_spells,
+    learn_funnel_model,
+    month_edges,
     open_deals_at,
+    score_open_deals,
+    simulate,
     spells_known_at,
 )
-from transforms.forecast_backtest import backtest, backtest_at, backtest_origins, backtest_summary
+from transforms.forecast_backtest import (
+    backtest,
+    backtest_at,
+    backtest_origins,
+    backtest_summary,
+    origin_fingerprints,
+    run_backtest,
+)
+from transforms.forecast_calibration import (
+    Z,
+    calibration_by_origin,
+    calibration_score,
+    conformal_log_variance,
+    widened_values,
+)
 from transforms.forecast_chain import absorption_win_probability, stage_win_probabilities
 from transforms.forecast_history import deal_states_at, forecast_changes
 
@@ -203,11 +221,13 @@ def test_open_pipeline_is_rebuilt_from_spells_before_the_cutoff():
 
 
 def test_backtest_forecast_identical_when_only_future_events_are_added(synthetic):
-    """Plant stage events after the origin only: every forecast figure at the origin stays the same to
-    the last bit, while the actual moves."""
+    """Plant stage events after the origin only: every forecast figure at the origin and before it stays
+    the same to the last bit, the calibrated range included (its scores come from windows that closed by
+    the origin), while the actual moves."""
     spells, deals, clients = synthetic
     origin = datetime(2025, 3, 1)
-    before = backtest_at(synthetic_spells(spells, deals, clients), STAGES, origin, FAST)
+    origins = [datetime(2024, m, 1) for m in (10, 11, 12)] + [datetime(2025, m, 1) for m in (1, 2, 3)]
+    before = backtest(synthetic_spells(spells, deals, clients), STAGES, origins, FAST)
     open_ids = open_deals_at(
         spells_known_at(synthetic_spells(spells, deals, clients), origin), origin
     ).collect()
@@ -263,11 +283,37 @@ def test_backtest_forecast_identical_when_only_future_events_are_added(synthetic
             future,
         ]
     )
-    after = backtest_at(synthetic_spells(planted, deals, clients), STAGES, origin, FAST)
-    forecast_columns = ["forecast_revenue", "forecast_p10", "forecast_p50", "forecast_p90", "open_deal_count"]
+    after = backtest(synthetic_spells(planted, deals, clients), STAGES, origins, FAST)
+    forecast_columns = [
+        "origin_date",
+        "horizon_months",
+        "business_line",
+        "method",
+        "forecast_revenue",
+        "forecast_p10",
+        "forecast_p50",
+        "forecast_p90",
+        "simulated_p10",
+        "simulated_p90",
+        "calibration_log_sd",
+        "calibration_scores",
+        "open_deal_count",
+        "input_fingerprint",
+    ]
     assert after.select(forecast_columns).equals(before.select(forecast_columns))
+    at_origin = pl.col("origin_date") == origin.date()
+    # The calibration at the origin had earlier closed windows to learn from (2 series x 5 or 3 windows).
+    learned = after.filter(at_origin & (pl.col("method") == "learned"))
+    assert learned["calibration_scores"].to_list() == [10, 10, 6, 6]
     # The planted win is in the actuals.
-    assert (after["actual_won_revenue"] > before["actual_won_revenue"]).all()
+    assert (
+        after.filter(at_origin)["actual_won_revenue"] > before.filter(at_origin)["actual_won_revenue"]
+    ).all()
+    # The one-origin helper agrees with the full run on what was simulated.
+    single = backtest_at(synthetic_spells(planted, deals, clients), STAGES, origin, FAST).sort(
+        "horizon_months", "business_line", "method"
+    )
+    assert single["simulated_p90"].equals(after.filter(at_origin)["simulated_p90"])
 
 
 def test_forecast_is_reproducible_and_percentiles_ordered(synthetic):
@@ -385,3 +431,148 @@ def test_deal_states_at_a_cutoff(synthetic):
     open_ids = open_deals_at(spells_known_at(spells, cutoff), cutoff).collect()["deal_id"]
     assert set(states.filter(pl.col("state") == "open")["deal_id"]) == set(open_ids)
     assert set(states["state"].unique()) <= {"open", "won", "lost", "closed_in_crm"}
+
+
+# --- bounded-memory simulation, calibration, incremental backtest -----------------------------------
+
+
+def test_simulation_does_not_depend_on_the_chunk_size(synthetic):
+    """Deals are simulated a chunk at a time from the positions of one random stream: any chunk size
+    gives the same draws and the same sums, to the last bit."""
+    spells = synthetic_spells(*synthetic).collect().lazy()
+    cutoff = cutoff_for(date(2025, 6, 15))
+    known = spells_known_at(spells, cutoff)
+    model = learn_funnel_model(known, STAGES, cutoff, FAST)
+    scored = score_open_deals(open_deals_at(known, cutoff), model, FAST).collect()
+    _, edges = month_edges(cutoff, 4)
+    assert scored.height > 20
+    whole = simulate(scored, model, edges, 7, FAST, chunk_cells=10**9)
+    for cells in (FAST.simulations, 7 * FAST.simulations):  # one deal, seven deals per chunk
+        chunked = simulate(scored, model, edges, 7, FAST, chunk_cells=cells)
+        for name in (
+            "open_draws",
+            "new_draws",
+            "open_expected",
+            "deal_month_probability",
+            "remaining_day_percentiles",
+        ):
+            assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name
+
+
+def test_calibration_score_and_widening_by_hand():
+    # Range 80 / 100 / 125: s_lo = s_hi = ln(1.25) / z = 0.22314 / 1.28155 = 0.17412.
+    s = np.log(1.25) / Z
+    frame = pl.DataFrame(
+        {"p10": [80.0] * 4, "p50": [100.0] * 4, "p90": [125.0] * 4, "a": [90.0, 50.0, 200.0, 0.0]}
+    )
+    scores = frame.select(calibration_score(*(pl.col(c) for c in ("p10", "p50", "p90", "a")))).to_series()
+    # 90 is inside: 0. 50 below: (ln 2 / z)^2 - s^2 = 0.29253 - 0.03032. 200 above: (ln 2 / z)^2 - s^2 too.
+    # 0 below a positive range: no widening can reach it.
+    needed = (np.log(2.0) / Z) ** 2 - s**2
+    assert scores.to_list()[:3] == pytest.approx([0.0, needed, needed])
+    assert scores[3] == float("inf")
+    # Widened by exactly that variance, the range just reaches 50 and 200; the median stays.
+    low, high = widened_values(80.0, 100.0, 125.0, needed)
+    assert (low, high) == pytest.approx((50.0, 200.0))
+    assert widened_values(80.0, 100.0, 125.0, 0.0) == (80.0, 125.0)
+
+
+def test_conformal_quantile_uses_only_windows_closed_by_the_origin():
+    # Nine closed windows with scores 0.1 .. 0.9: k = ceil(0.8 x 10) = 8, the 8th smallest = 0.8.
+    closed = pl.DataFrame(
+        {
+            "horizon_months": [1] * 9,
+            "window_end_date": [date(2025, m, 1) for m in range(1, 10)],
+            "score": [0.1 * k for k in range(1, 10)],
+        }
+    )
+    # A window still open at the origin, with a score that would dominate, must not count.
+    still_open = pl.DataFrame({"horizon_months": [1], "window_end_date": [date(2025, 10, 1)], "score": [3.0]})
+    out = calibration_by_origin(pl.concat([closed, still_open]), [date(2025, 9, 1), date(2025, 3, 1)])
+    first, early = out.rows(named=True)
+    assert first["calibration_scores"] == 9
+    assert first["calibration_log_variance"] == pytest.approx(0.8)
+    # Three windows closed by 2025-03-01: ceil(0.8 x 4) = 4 > 3, too few to calibrate.
+    assert early["calibration_scores"] == 3 and early["calibration_log_variance"] is None
+    assert conformal_log_variance(np.array([0.0, 0.0, 0.0, 50.0])) == 4.0  # capped at MAX_LOG_SD^2
+
+
+def _backtest_inputs(synthetic):
+    spells = synthetic_spells(*synthetic).collect()
+    origins = backtest_origins(spells["entered_at"].min(), date(2025, 8, 20), 9, 3)
+    return spells, origins
+
+
+def test_fingerprint_sees_what_an_origin_reads_and_nothing_later(synthetic):
+    spells, origins = _backtest_inputs(synthetic)
+    base = origin_fingerprints(spells, STAGES, origins, FAST)
+    # A deal first seen between the 3rd and 4th origin: changing its amount changes the fingerprint
+    # of the 4th origin on, not before.
+    third, fourth = origins[2], origins[3]
+    deal = (
+        spells.group_by("deal_id")
+        .agg(pl.col("entered_at").min())
+        .filter(pl.col("entered_at").is_between(third, fourth, closed="left"))
+        .sort("deal_id")["deal_id"][0]
+    )
+    amended = spells.with_columns(
+        amount_reporting=pl.when(pl.col("deal_id") == deal)
+        .then(pl.col("amount_reporting").fill_null(0.0) + 1.0)
+        .otherwise(pl.col("amount_reporting"))
+    )
+    changed = (
+        base["input_fingerprint"] != origin_fingerprints(amended, STAGES, origins, FAST)["input_fingerprint"]
+    )
+    assert changed.to_list() == [False] * 3 + [True] * (len(origins) - 3)
+    # The CRM closing a deal (and its spell ending) after the last origin changes nothing.
+    open_at_last = open_deals_at(spells_known_at(spells.lazy(), origins[-1]), origins[-1]).collect()
+    later = datetime(2025, 8, 1)
+    target = open_at_last.filter(pl.col("exited_at").is_null())["deal_id"][0]
+    closed_later = spells.with_columns(
+        crm_closed_at=pl.when(pl.col("deal_id") == target)
+        .then(pl.lit(later))
+        .otherwise(pl.col("crm_closed_at")),
+        exited_at=pl.when((pl.col("deal_id") == target) & pl.col("exited_at").is_null())
+        .then(pl.lit(later))
+        .otherwise(pl.col("exited_at")),
+    )
+    assert origin_fingerprints(closed_later, STAGES, origins, FAST).equals(base)
+    # Other settings are other inputs.
+    other = origin_fingerprints(spells, STAGES, origins, ForecastSettings(simulations=401))
+    assert not (other["input_fingerprint"] == base["input_fingerprint"]).any()
+
+
+def test_incremental_backtest_reuses_unchanged_origins_and_picks_up_corrections(synthetic):
+    spells, origins = _backtest_inputs(synthetic)
+    first = run_backtest(spells.lazy(), STAGES, origins, FAST)
+    assert first.recomputed == [o.date() for o in origins] and first.reused == []
+    # Same inputs: nothing recomputed, the same table. Poison the kept forecasts to prove they are
+    # read from the table, not recomputed.
+    again = run_backtest(spells.lazy(), STAGES, origins, FAST, previous=first.rows)
+    assert again.recomputed == [] and again.rows.equals(first.rows)
+    poisoned = first.rows.with_columns(
+        forecast_revenue=pl.when(pl.col("method") == "naive_unphased")
+        .then(-1.0)
+        .otherwise(pl.col("forecast_revenue"))
+    )
+    kept = run_backtest(spells.lazy(), STAGES, origins, FAST, previous=poisoned)
+    assert (kept.rows.filter(pl.col("method") == "naive_unphased")["forecast_revenue"] == -1.0).all()
+    # A corrected old extract: a deal first seen before the 4th origin gets another amount. The origins
+    # from the 4th on are recomputed (and equal a run from scratch), the first three kept.
+    deal = (
+        spells.group_by("deal_id")
+        .agg(pl.col("entered_at").min())
+        .filter(pl.col("entered_at").is_between(origins[2], origins[3], closed="left"))
+        .sort("deal_id")["deal_id"][0]
+    )
+    corrected = spells.with_columns(
+        amount_reporting=pl.when(pl.col("deal_id") == deal)
+        .then(pl.lit(250_000.0))
+        .otherwise(pl.col("amount_reporting"))
+    )
+    update = run_backtest(corrected.lazy(), STAGES, origins, FAST, previous=first.rows)
+    assert update.reused == [o.date() for o in origins[:3]]
+    assert update.recomputed == [o.date() for o in origins[3:]]
+    scratch = run_backtest(corrected.lazy(), STAGES, origins, FAST)
+    assert update.rows.equals(scratch.rows)
+    assert not update.rows.equals(first.rows)

@@ -9,7 +9,8 @@ from orchestration.defs.forecast import descriptions as d
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms.forecast import ForecastSettings, cutoff_for, forecast_as_of, funnel_spells
-from transforms.forecast_backtest import backtest, backtest_origins, backtest_summary
+from transforms.forecast_backtest import backtest_origins, backtest_summary, run_backtest
+from transforms.forecast_calibration import calibration_at
 from transforms.forecast_history import deal_states_at, forecast_changes
 
 GROUP = "forecast"
@@ -74,6 +75,22 @@ def load_funnel_spells(conn: duckdb.DuckDBPyConnection) -> tuple[pl.LazyFrame, p
     return spells.collect().lazy(), stages
 
 
+def read_backtest(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """The backtest table of the previous run, if there is one: the origins it holds are reused when
+    their inputs did not change, and its closed windows calibrate the live forecast's range."""
+    exists = conn.sql(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE schema_name = 'marts' AND table_name = 'forecast_backtest'"
+    ).fetchall()[0][0]
+    return read_frame(conn, "marts", "forecast_backtest") if exists else None
+
+
+def live_calibration(conn: duckdb.DuckDBPyConnection, as_of) -> dict[int, float]:
+    """Extra log-variance per horizon for the forecast as of `as_of`, from the backtest's closed windows
+    ({} = the range as simulated, when no backtest has run yet)."""
+    return calibration_at(read_backtest(conn), as_of)
+
+
 def _money(value: float | None) -> str:
     return "" if value is None else f"{value:,.0f}"
 
@@ -115,14 +132,20 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         "pool": WRITER_POOL,
     }
 
+    forecast_deps = [*INPUTS, FORECAST_BACKTEST]
+
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                PIPELINE_FORECAST, deps=INPUTS, group_name=GROUP, kinds=KINDS, description=d.PIPELINE_FORECAST
+                PIPELINE_FORECAST,
+                deps=forecast_deps,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.PIPELINE_FORECAST,
             ),
             dg.AssetSpec(
                 PIPELINE_FORECAST_DEALS,
-                deps=INPUTS,
+                deps=forecast_deps,
                 group_name=GROUP,
                 kinds=KINDS,
                 description=d.PIPELINE_FORECAST_DEALS,
@@ -135,11 +158,14 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         context: dg.AssetExecutionContext, config: ForecastConfig, warehouse: WarehouseResource
     ):
         """Per month/quarter x line x segment and per open deal, as of the run's last extract date; from the
-        stage spells, deals, clients and stage catalogue."""
+        stage spells, deals, clients and stage catalogue, the range calibrated by the backtest."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
             spells, stages = load_funnel_spells(conn)
-            result = forecast_as_of(spells, stages, as_of, config.horizon_quarters, config.settings())
+            calibration = live_calibration(conn, as_of)
+            result = forecast_as_of(
+                spells, stages, as_of, config.horizon_quarters, config.settings(), calibration
+            )
             replace_table(
                 conn,
                 "marts",
@@ -161,6 +187,9 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
             metadata={
                 "dagster/row_count": result.periods.height,
                 "as_of_date": as_of.isoformat(),
+                "calibration_log_sd": dg.MetadataValue.json(
+                    {f"{h} month(s)": round(v**0.5, 4) for h, v in sorted(calibration.items())}
+                ),
                 "forecast": dg.MetadataValue.md(_forecast_headline(result.periods)),
             },
         )
@@ -193,7 +222,8 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource
     ):
         """Per monthly origin x horizon x line x method, the forecast from events before the origin against
-        what was won; from the same inputs as pipeline_forecast."""
+        what was won; from the same inputs as pipeline_forecast. Origins whose inputs did not change since
+        the table was written are taken from it (see input_fingerprint), the others computed."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
             spells, stages = load_funnel_spells(conn)
@@ -203,7 +233,8 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 if first_event_at is not None
                 else []
             )
-            rows = backtest(spells, stages, origins, config.settings())
+            run = run_backtest(spells, stages, origins, config.settings(), previous=read_backtest(conn))
+            rows = run.rows
             if rows.height == 0:
                 raise dg.Failure(
                     f"No backtest origin: the history before {as_of} is shorter than "
@@ -223,7 +254,13 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
             )
         yield dg.MaterializeResult(
             asset_key=FORECAST_BACKTEST,
-            metadata={"dagster/row_count": rows.height, "origins": len(origins)},
+            metadata={
+                "dagster/row_count": rows.height,
+                "origins": len(origins),
+                "origins_recomputed": len(run.recomputed),
+                "origins_reused": len(run.reused),
+                "recomputed": ", ".join(o.isoformat() for o in run.recomputed) or "none",
+            },
         )
         yield dg.MaterializeResult(
             asset_key=FORECAST_BACKTEST_SUMMARY,

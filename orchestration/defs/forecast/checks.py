@@ -10,6 +10,7 @@ from orchestration.defs.forecast.assets import (
     PIPELINE_FORECAST,
     PIPELINE_FORECAST_DEALS,
     ForecastConfig,
+    live_calibration,
     load_funnel_spells,
 )
 from orchestration.partitions import WRITER_POOL, partition_as_of
@@ -95,7 +96,10 @@ def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         with warehouse.connect() as conn:
             written = read_frame(conn, "marts", "pipeline_forecast")
             spells, stages = load_funnel_spells(conn)
-        again = forecast_as_of(spells, stages, as_of, config.horizon_quarters, config.settings()).periods
+            calibration = live_calibration(conn, as_of)
+        again = forecast_as_of(
+            spells, stages, as_of, config.horizon_quarters, config.settings(), calibration
+        ).periods
         keys = ["period_type", "period_start", "business_line", "segment"]
         same = written.columns == again.columns and written.sort(keys).equals(again.sort(keys))
         return dg.AssetCheckResult(passed=same, metadata={"rows_compared": written.height})

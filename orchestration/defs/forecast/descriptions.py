@@ -23,16 +23,19 @@ PIPELINE_FORECAST_COLUMNS = {
     "inflow rate, EUR.",
     "expected_revenue": "won_to_date_revenue + expected_open_pipeline_revenue + "
     "expected_new_lead_revenue, EUR.",
-    "revenue_p10": "10th percentile of the period's won revenue over the simulation (won to date "
-    "included), EUR.",
+    "revenue_p10": "10th percentile of the period's won revenue (won to date included), EUR: the "
+    "simulation's, widened by the backtest's model error (calibration_log_sd).",
     "revenue_p50": "Median of the period's won revenue over the simulation (won to date included), EUR.",
-    "revenue_p90": "90th percentile of the period's won revenue over the simulation (won to date "
-    "included), EUR.",
+    "revenue_p90": "90th percentile of the period's won revenue (won to date included), EUR: the "
+    "simulation's, widened by the backtest's model error (calibration_log_sd).",
     "naive_weighted_pipeline": "Naive baseline: sum of open deals' amount x the catalogue's stage "
     "probability, "
     "for deals whose expected close date falls in the period (overdue dates count in the first month), EUR.",
     "open_deal_count": "Deals open at the end of the as-of day in this line and segment.",
     "new_lead_daily_inflow": "Funnel entries per day over the recent inflow window (the new-lead rate used).",
+    "calibration_log_sd": "Extra spread (log scale) the P10-P90 range of what is still to be won got "
+    "from the errors of the backtest origins whose window had closed (1-month windows for months, 3-month "
+    "for quarters); 0 = as simulated. See docs/forecast.md, Calibration.",
 }
 
 PIPELINE_FORECAST_DEALS = (
@@ -93,16 +96,29 @@ FORECAST_BACKTEST_COLUMNS = {
     "date), "
     "naive_unphased (the whole weighted pipeline).",
     "forecast_revenue": "Forecast won revenue in the window, EUR (expected value for learned).",
-    "forecast_p10": "learned only: 10th percentile of the simulated won revenue, EUR.",
+    "forecast_p10": "learned only: calibrated 10th percentile of the won revenue, EUR (simulated_p10 "
+    "widened by calibration_log_sd).",
     "forecast_p50": "learned only: median of the simulated won revenue, EUR.",
-    "forecast_p90": "learned only: 90th percentile of the simulated won revenue, EUR.",
+    "forecast_p90": "learned only: calibrated 90th percentile of the won revenue, EUR (simulated_p90 "
+    "widened by calibration_log_sd).",
     "actual_won_revenue": "Revenue actually won in the window (deal amounts in EUR).",
     "error": "forecast_revenue - actual_won_revenue, EUR.",
     "percentage_error": "error / actual_won_revenue; empty when nothing was won.",
     "absolute_percentage_error": "|percentage_error|.",
     "is_actual_in_p10_p90": "learned only: forecast_p10 <= actual <= forecast_p90.",
+    "simulated_p10": "learned only: 10th percentile of the simulated won revenue, EUR (before calibration).",
+    "simulated_p90": "learned only: 90th percentile of the simulated won revenue, EUR (before calibration).",
+    "is_actual_in_simulated_p10_p90": "learned only: simulated_p10 <= actual <= simulated_p90.",
+    "calibration_log_sd": "learned only: extra spread (log scale) given to the simulated range: the "
+    "conformal 80 % quantile of what the same horizon's earlier windows, closed by the origin, needed to "
+    "hold their actual (0 = as simulated).",
+    "calibration_scores": "learned only: how many earlier windows (every line and the total) the "
+    "calibration had; below 4 the range stays as simulated.",
     "open_deal_count": "Deals open at the origin in the line (all lines for 'all').",
     "training_transitions": "Stage changes in the training window before the origin.",
+    "input_fingerprint": "Hash of everything the origin's forecast read (the spells as known at the "
+    "origin with today's deal amounts and segments, the stage catalogue, the settings, the code version): "
+    "a run recomputes an origin only when it changed.",
 }
 
 FORECAST_BACKTEST_SUMMARY = (
@@ -121,8 +137,10 @@ FORECAST_BACKTEST_SUMMARY_COLUMNS = {
     "mape": "Mean absolute percentage error.",
     "median_ape": "Median absolute percentage error.",
     "bias": "Mean percentage error (positive = over-forecast).",
-    "p10_p90_coverage": "Share of origins with the actual within P10-P90 (learned only; about 0.8 when "
-    "honest).",
+    "p10_p90_coverage": "Share of origins with the actual within the calibrated P10-P90 (learned only; "
+    "about 0.8 when honest).",
+    "simulated_p10_p90_coverage": "Share of origins with the actual within the simulated P10-P90, before "
+    "calibration (learned only).",
     "total_forecast_revenue": "Sum of the forecasts over origins, EUR.",
     "total_actual_won_revenue": "Sum of the actuals over origins, EUR.",
 }
