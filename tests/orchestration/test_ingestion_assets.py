@@ -104,16 +104,15 @@ def test_a_broken_file_fails_the_run_naming_file_and_column(tmp_path, landing):
 def test_a_failing_suite_fails_its_check_and_blocks_what_is_downstream(tmp_path, landing, monkeypatch):
     from orchestration.defs.ingestion import checks
 
-    real_validate = checks.validate
+    real_validate = checks.validate_relation
 
-    def validate_with_a_corrupted_row(table_name, frame):
+    def validate_with_a_corrupted_row(table_name, relation, **kwargs):
         if table_name == "deals":
             # As if a row had reached raw behind ingestion's back with a status the contract forbids.
-            frame = frame.copy()
-            frame.loc[frame.index[0], "status"] = "maybe"
-        return real_validate(table_name, frame)
+            relation = relation.project("* REPLACE ('maybe' AS status)")
+        return real_validate(table_name, relation, **kwargs)
 
-    monkeypatch.setattr(checks, "validate", validate_with_a_corrupted_row)
+    monkeypatch.setattr(checks, "validate_relation", validate_with_a_corrupted_row)
     definitions, warehouse = build(tmp_path, landing)
 
     result = dg.materialize(
@@ -124,6 +123,12 @@ def test_a_failing_suite_fails_its_check_and_blocks_what_is_downstream(tmp_path,
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.asset_check_key == check_key)
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert set(evaluation.metadata) == {"rows_checked", "expectations", "failed"}
+    failed = {
+        (f["columns"], f["unexpected_count"], tuple(f["examples"]))
+        for f in evaluation.metadata["failed"].data
+    }
+    assert ("status", 1, ("maybe",)) in failed
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert dg.AssetKey(["quality", "integrity_issues"]) not in materialized
     assert counts(tmp_path)[2] >= 1  # the failure is in quality.check_results for BI

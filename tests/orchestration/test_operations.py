@@ -108,15 +108,15 @@ def test_a_failing_blocking_check_leaves_the_published_data_and_says_why(tmp_pat
     assert run(env, DAYS[0], DAYS[1]).success
     before = published(env, "SELECT * FROM marts.fct_client_turnover ORDER BY ALL")
 
-    real_validate = checks.validate
+    real_validate = checks.validate_relation
 
-    def failing_validate(table_name, frame):
+    def failing_validate(table_name, relation, **kwargs):
         if table_name == "invoices":
-            frame = frame.copy()
-            frame.loc[frame.index[0], "invoice_id"] = None  # a row that breaks the suite
-        return real_validate(table_name, frame)
+            # rows that break the suite
+            relation = relation.project("* REPLACE (NULL::VARCHAR AS invoice_id)")
+        return real_validate(table_name, relation, **kwargs)
 
-    monkeypatch.setattr(checks, "validate", failing_validate)
+    monkeypatch.setattr(checks, "validate_relation", failing_validate)
     definitions = build_definitions(env)
     result = definitions.resolve_job_def(MAIN_JOB).execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), tags=range_tags(DAYS[0], DAYS[3]), raise_on_error=False

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from data.contract import Contract, Table
-from expectations.runner import to_records, validate
+from expectations.runner import to_records, validate_relation
 from ingestion.warehouse import record_check_results
 from orchestration.defs.ingestion.assets import raw_asset_key
 from orchestration.partitions import WRITER_POOL
@@ -28,16 +28,14 @@ def build_contract_check(table: Table, partitions_def: dg.PartitionsDefinition) 
     ) -> dg.AssetCheckResult:
         keys = list(context.partition_keys)
         with warehouse.connect() as conn:
-            frame = (
-                conn.sql(
-                    f"SELECT * FROM raw.{table.name} "
-                    "WHERE CAST(_extract_date AS VARCHAR) IN (SELECT unnest($keys))",
-                    params={"keys": keys},
-                )
-                .to_arrow_table()
-                .to_pandas()
+            # Lazy: validate_relation reads it in bounded batches. A filter, not a join with the
+            # key list, so the rows come in table order every time it is read (DuckDB keeps the
+            # order through WHERE; a join may not), as the examples of uniqueness failures need.
+            relation = conn.sql(
+                f"SELECT * FROM raw.{table.name} WHERE list_contains($keys, CAST(_extract_date AS VARCHAR))",
+                params={"keys": keys},
             )
-            result = validate(table.name, frame)
+            result = validate_relation(table.name, relation)
             record_check_results(
                 conn,
                 context.run.run_id,
