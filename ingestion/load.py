@@ -233,41 +233,29 @@ def load_extract_table(
             else:
                 selects.append(f'NULL AS "__raw_{column.name}"')
                 selects.append(f'CAST(NULL AS {column.duckdb_type}) AS "{column.name}"')
-        conn.execute("CREATE OR REPLACE TEMP TABLE _typed AS SELECT " + ", ".join(selects) + " FROM _stage")
+        # A view: typed and raw values are computed once, in the same pass that checks the rules.
+        conn.execute("CREATE OR REPLACE TEMP VIEW _typed AS SELECT " + ", ".join(selects) + " FROM _stage")
 
         raw_columns = ", ".join(f'"__raw_{c.name}"' for c in table.columns)
         terms = _violation_terms(table, sources)
         conn.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _checked AS
-            WITH intrinsic AS (
-                SELECT *, list_filter([{", ".join(terms)}], lambda v: v IS NOT NULL) AS violations
-                FROM _typed
-            ),
-            with_duplicates AS (
-                SELECT * REPLACE (
-                    CASE WHEN row_number() OVER (PARTITION BY {raw_columns} ORDER BY _source_row) > 1
-                         THEN list_append(violations, 'duplicate_row:') ELSE violations END AS violations
-                )
-                FROM intrinsic
-            )
-            SELECT * FROM with_duplicates
+            SELECT *, list_filter([{", ".join(terms)}], lambda v: v IS NOT NULL) AS violations,
+                   hash({raw_columns}) AS _row_hash
+            FROM _typed
             """
+        )
+        # Exact duplicate lines: all raw values equal, the first copy stays. A window over every column
+        # of every row is the costly way; rows whose hash is unique cannot be duplicates, so only rows
+        # sharing a hash are compared value by value.
+        _mark_repeats(
+            conn, raw_columns, "true", "list_append(violations, 'duplicate_row:')", row_hash="_row_hash"
         )
         version_key = [*table.primary_key, *([table.version_column] if table.version_column else [])]
         partition = ", ".join(f'"{name}"' for name in version_key)
-        conn.execute(
-            f"""
-            UPDATE _checked SET violations = ['conflicting_version:']
-            WHERE _source_row IN (
-                SELECT _source_row FROM (
-                    SELECT _source_row,
-                           row_number() OVER (PARTITION BY {partition} ORDER BY _source_row DESC) AS newest
-                    FROM _checked WHERE len(violations) = 0
-                ) WHERE newest > 1
-            )
-            """
-        )
+        # Two valid rows with the same key and version: the last one in the file is kept.
+        _mark_repeats(conn, partition, "len(violations) = 0", "['conflicting_version:']", newest_first=True)
 
     column_list = ", ".join(f'"{c.name}"' for c in table.columns)
     conn.execute("BEGIN TRANSACTION")
@@ -330,6 +318,36 @@ def load_extract_table(
     )
     return TableLoad(
         table.name, extract_date, source_file, "loaded", rows_read, rows_loaded, quarantined, ignored
+    )
+
+
+def _mark_repeats(
+    conn: duckdb.DuckDBPyConnection,
+    columns: str,
+    among: str,
+    violations: str,
+    newest_first: bool = False,
+    row_hash: str | None = None,
+) -> None:
+    """Set `violations` on every row of _checked (among those matching `among`) that repeats the values
+    of `columns` of an earlier row (a later one with `newest_first`): the first (last) copy stays.
+    `row_hash`: a column already holding hash(columns)."""
+    order = "_source_row DESC" if newest_first else "_source_row"
+    hashed = row_hash or f"hash({columns})"
+    conn.execute(
+        f"""
+        UPDATE _checked SET violations = {violations}
+        WHERE _source_row IN (
+            SELECT _source_row FROM (
+                SELECT _source_row,
+                       row_number() OVER (PARTITION BY {columns} ORDER BY {order}) AS copy
+                FROM _checked
+                WHERE {among} AND {hashed} IN (
+                    SELECT {hashed} AS h FROM _checked WHERE {among} GROUP BY h HAVING count(*) > 1
+                )
+            ) WHERE copy > 1
+        )
+        """
     )
 
 
