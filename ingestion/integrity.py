@@ -9,6 +9,7 @@ record key and the rule. `exclude` keeps the row out of the marts (dbt staging a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -237,16 +238,29 @@ RULES: tuple[IntegrityRule, ...] = (
 )
 
 
-def create_latest_views(conn: duckdb.DuckDBPyConnection, contract: Contract) -> None:
-    """Temp views latest_<table>: the newest version of every key (extract date, then version column)."""
+def create_latest_views(
+    conn: duckdb.DuckDBPyConnection, contract: Contract, materialize: bool = False
+) -> None:
+    """Temp views latest_<table>: the newest version of every key (extract date, then version column).
+    `materialize`: temp tables instead, holding only the columns the rules name (every rule reading a
+    view would recompute its window over the whole raw table; all columns would cost memory at scale)."""
+    rules_sql = " ".join(rule.record_keys_sql for rule in RULES) + " ".join(
+        f"{ref.key_column} {ref.column} {ref.parent_key}" for ref in REFERENCES
+    )
     for table in contract.tables.values():
         order = ["_extract_date DESC"]
         if table.version_column:
             order.append(f'"{table.version_column}" DESC NULLS LAST')
         order.append("_source_row DESC")
         keys = ", ".join(f'"{c}"' for c in table.primary_key)
+        if materialize:
+            named = [c for c in table.column_names if re.search(rf"\b{re.escape(c)}\b", rules_sql)]
+            columns = ", ".join(f'"{c}"' for c in dict.fromkeys([*table.primary_key, *named]))
+            kind = "TABLE"
+        else:
+            columns, kind = "*", "VIEW"
         conn.execute(
-            f"CREATE OR REPLACE TEMP VIEW latest_{table.name} AS SELECT * FROM raw.{table.name} "
+            f"CREATE OR REPLACE TEMP {kind} latest_{table.name} AS SELECT {columns} FROM raw.{table.name} "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
         )
 
@@ -255,7 +269,7 @@ def refresh_integrity_issues(
     conn: duckdb.DuckDBPyConnection, contract: Contract, detected_at: datetime
 ) -> dict[str, int]:
     """Recompute quality.integrity_issues from scratch; returns the count per `table.rule`."""
-    create_latest_views(conn, contract)
+    create_latest_views(conn, contract, materialize=True)
     counts: dict[str, int] = {}
     conn.execute("BEGIN TRANSACTION")
     try:
