@@ -299,5 +299,9 @@ def refresh_integrity_issues(
     except Exception:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        # Gone with the connection anyway; dropped now to free their memory and their names.
+        for table in contract.tables.values():
+            conn.execute(f"DROP TABLE IF EXISTS latest_{table.name}")
     counts.update(dict(sorted(rows)))
     return counts
