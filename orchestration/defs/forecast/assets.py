@@ -62,15 +62,37 @@ class BacktestConfig(ForecastConfig):
     judged on a model that has seen only short, early deals."""
 
 
+SPELL_COLUMNS = (
+    "deal_id",
+    "pipeline_id",
+    "stage_id",
+    "stage_order",
+    "is_won",
+    "is_lost",
+    "is_terminal",
+    "entered_at",
+    "exited_at",
+    "from_stage_id",
+    "from_entered_at",
+    "entry_direction",
+)
+
+
+def _read_columns(conn: duckdb.DuckDBPyConnection, relation: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    """Only the columns the forecast uses (the marts are wide; at scale that is most of the memory)."""
+    return conn.sql(f"SELECT {', '.join(columns)} FROM {relation}").pl()
+
+
 def load_funnel_spells(conn: duckdb.DuckDBPyConnection) -> tuple[pl.LazyFrame, pl.DataFrame]:
     """The forecast's input: spells with their deals' attributes, and the stage catalogue."""
     stages = read_frame(conn, "staging", "stg_crm__stages")
+    deal_columns = ("deal_id", "business_line", "client_id", "amount_reporting", "expected_close_date")
     spells = funnel_spells(
-        read_frame(conn, "intermediate", "int_deal_stage_spells").lazy(),
-        read_frame(conn, "marts", "dim_deals").lazy(),
-        read_frame(conn, "marts", "dim_clients").lazy(),
+        _read_columns(conn, "intermediate.int_deal_stage_spells", SPELL_COLUMNS).lazy(),
+        _read_columns(conn, "marts.dim_deals", deal_columns).lazy(),
+        _read_columns(conn, "marts.dim_clients", ("client_id", "segment")).lazy(),
         stages.lazy(),
-        read_frame(conn, "staging", "stg_crm__deals").lazy(),
+        _read_columns(conn, "staging.stg_crm__deals", ("deal_id", "closed_at")).lazy(),
     )
     return spells.collect().lazy(), stages
 
