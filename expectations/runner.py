@@ -33,6 +33,7 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -334,6 +335,22 @@ def _as_float64(series: pd.Series) -> pd.Series:
         except (TypeError, ValueError):
             return pd.to_numeric(series).astype(np.float64)
     return series.astype(np.float64)
+
+
+def _to_pandas(table_name: str, batch: pa.RecordBatch) -> pd.DataFrame:
+    """A record batch as pandas, its decimal contract columns already float64.
+
+    Arrow's default conversion makes a Python Decimal per value, which `_prepare` then turns
+    into a float: most of the conversion time of a batch. Arrow casts decimal -> string -> float64
+    instead, in C++: the decimal's exact digits parsed with correct rounding, which is what
+    float(Decimal) gives, so the values are the same to the last bit.
+    """
+    numeric = {c.name for c in load_contract().table(table_name).columns if c.type in NUMERIC_TYPES}
+    for index, column in enumerate(batch.schema):
+        if column.name in numeric and pa.types.is_decimal(column.type):
+            as_float = pc.cast(pc.cast(batch.column(index), pa.string()), pa.float64())
+            batch = batch.set_column(index, column.name, as_float)
+    return batch.to_pandas()
 
 
 def _prepare(table_name: str, frame: pd.DataFrame, present: Iterable[str] | None = None) -> pd.DataFrame:
@@ -701,7 +718,7 @@ def validate_relation(
         for record_batch in reader:
             for offset in range(0, record_batch.num_rows, batch_rows):
                 piece = record_batch.slice(offset, batch_rows)
-                frame = _prepare(table_name, piece.to_pandas(), present=present)
+                frame = _prepare(table_name, _to_pandas(table_name, piece), present=present)
                 for result in validator.run(plan, plan.row_suite, frame):
                     config = result.expectation_config
                     tallies.setdefault(config.id, _MapTally(config)).add(result)

@@ -14,6 +14,8 @@ import great_expectations as gx
 import pyarrow as pa
 import pytest
 from gx_frames import valid_table
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data.contract import load_contract
 from expectations import runner
@@ -289,3 +291,28 @@ def test_uniqueness_in_duckdb_agrees_with_gx_on_nulls_nan_ignore_row_if_and_most
         ("expect_compound_columns_to_be_unique", "currency, _source_row", True, 4),
         ("expect_column_values_to_not_be_null", "currency", True, 3),
     ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.decimals(min_value=-(10**13), max_value=10**13, places=4, allow_nan=False)),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_batches_turn_decimals_into_the_floats_whole_frame_validation_uses(values):
+    # Whole-frame: Arrow -> Python Decimal -> float64 (correctly rounded); batches: cast in Arrow.
+    batch = pa.record_batch({"unit_cost": pa.array(values, pa.decimal128(18, 4))})
+    batched = runner._to_pandas("invoice_lines", batch)["unit_cost"]
+    whole = runner._prepare("invoice_lines", batch.to_pandas())["unit_cost"]
+    assert batched.dtype == whole.dtype == "float64"
+    assert batched.to_numpy().tobytes() == whole.to_numpy().tobytes()  # bit for bit, NaN for null
+
+
+def test_failing_decimal_values_are_reported_as_the_same_floats(conn):
+    awkward = {2: Decimal("-0.0003"), 5: Decimal("-123456789.1234"), 8: Decimal("-0.1")}
+    table = planted(tiled("invoice_lines", 9), "unit_cost", awkward)
+    batched, _ = both("invoice_lines", relation_of(conn, table), batch_rows=2)
+    failure = outcome(batched, "range", "unit_cost")
+    assert failure.examples == [-0.0003, -123456789.1234, -0.1]
