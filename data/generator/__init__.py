@@ -4,7 +4,9 @@
     manifest = generate(GeneratorConfig(scale=0.02, seed=7), Path("out"))
 
 or `python -m data.generator --scale 0.02 --seed 7 --out DIR`. See `params.py` for the planted
-ground truth and `manifest.json` for what a run produced.
+ground truth and `manifest.json` for what a run produced. Large scales: `shards=K` (`--shards K`)
+generates K independent worlds of scale / K one at a time with disjoint keys, in the memory of one
+(see `shards.py`).
 """
 
 from data.generator.config import Defect, GeneratorConfig, Manifest

@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end-date", type=date.fromisoformat, default=date(2026, 11, 26))
     parser.add_argument("--daily-days", type=int, default=14)
     parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="generate as this many independent worlds of scale/shards, concatenated (bounded memory)",
+    )
+    parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -37,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         format=args.format,
         defect_rate=args.defect_rate,
         progress=args.progress,
+        shards=args.shards,
     )
     manifest = generate(config, args.out)
     rows = {t: sum(c.values()) for t, c in manifest.row_counts.items()}

@@ -28,6 +28,9 @@ class GeneratorConfig:
     progress: bool | None = None
     """Show a progress bar on stderr; None means only at scale >= 0.5."""
     params: Params = field(default_factory=Params)
+    shards: int = 1
+    """Generate the world as this many independent worlds of scale / shards (bounded memory), with
+    disjoint identifiers, concatenated per extract folder and table; see `shards.py`."""
 
     def __post_init__(self) -> None:
         if self.scale <= 0:
@@ -40,6 +43,8 @@ class GeneratorConfig:
             raise ValueError("defect_rate must be in [0, 0.05)")
         if self.daily_days < 0:
             raise ValueError("daily_days must be >= 0")
+        if not isinstance(self.shards, int) or self.shards < 1:
+            raise ValueError("shards must be an integer >= 1")
 
     @property
     def dump_date(self) -> date:
@@ -58,8 +63,11 @@ class GeneratorConfig:
         return self.scale >= 0.5 if self.progress is None else self.progress
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form of the configuration (dates as ISO strings, params included)."""
-        return {
+        """JSON-ready form of the configuration (dates as ISO strings, params included).
+
+        `shards` appears only when above 1, so an unsharded manifest is what it always was.
+        """
+        out = {
             "scale": self.scale,
             "seed": self.seed,
             "start_date": self.start_date.isoformat(),
@@ -72,6 +80,9 @@ class GeneratorConfig:
             "decimal_encoding": "csv: fixed 2 decimals; parquet: double",
             "params": dataclasses.asdict(self.params),
         }
+        if self.shards > 1:
+            out["shards"] = self.shards
+        return out
 
 
 @dataclass

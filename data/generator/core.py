@@ -20,6 +20,10 @@ _SIM_STEPS = 5
 def generate(config: GeneratorConfig, out_dir: Path) -> Manifest:
     """Generate the extracts of `config` under `out_dir` (its `extracts/` folder is replaced)."""
     out_dir = Path(out_dir)
+    if config.shards > 1:
+        from data.generator.shards import generate_sharded
+
+        return generate_sharded(config, out_dir)
     contract = load_contract()
     n_folders = 1 if config.layout == "dump" else config.daily_days + 1
     total = _SIM_STEPS + 1 + len(contract.tables) * n_folders
@@ -47,19 +51,27 @@ def generate(config: GeneratorConfig, out_dir: Path) -> Manifest:
             bar.update(n_folders - len(counts))
     for defect in defects:
         defect.rows = located.get((defect.defect_class, defect.table), [])
+    defects.append(shuffled_defect(config, row_counts))
+    manifest = Manifest(GENERATOR_VERSION, config.to_dict(), row_counts, defects, world.ground_truth)
+    write_manifest(manifest, out_dir)
+    return manifest
+
+
+def shuffled_defect(config: GeneratorConfig, row_counts: dict[str, dict[str, int]]) -> Defect:
+    """The `file_order_shuffled` entry: every stage-history file is in random row order."""
     shuffled = [
         {"extract_date": day, "file": f"{'deal_stage_history'}.{_suffix(config)}"}
         for day in row_counts["deal_stage_history"]
     ]
-    defects.append(
-        Defect("file_order_shuffled", "none", "deal_stage_history", "none", len(shuffled), rows=shuffled)
-    )
-    manifest = Manifest(GENERATOR_VERSION, config.to_dict(), row_counts, defects, world.ground_truth)
+    return Defect("file_order_shuffled", "none", "deal_stage_history", "none", len(shuffled), rows=shuffled)
+
+
+def write_manifest(manifest: Manifest, out_dir: Path) -> None:
+    """Write `manifest.json` under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").write_text(
         json.dumps(manifest.to_dict(), indent=1, sort_keys=False) + "\n", encoding="utf-8"
     )
-    return manifest
 
 
 def _suffix(config: GeneratorConfig) -> str:

@@ -40,8 +40,17 @@ def crisis_window(cfg: GeneratorConfig) -> tuple[float, float]:
     )
 
 
-def simulate(cfg: GeneratorConfig, rng: dict[str, np.random.Generator], tick: Any) -> World:
-    """Simulate the clean world; `tick(label)` advances the progress bar."""
+def simulate(
+    cfg: GeneratorConfig,
+    rng: dict[str, np.random.Generator],
+    tick: Any,
+    products: billing.Products | None = None,
+) -> World:
+    """Simulate the clean world; `tick(label)` advances the progress bar.
+
+    `products`: a product catalogue to use instead of drawing one from `rng["billing"]` (shards of
+    one world share theirs).
+    """
     p = cfg.params
     start, end = cfg.start_date, cfg.end_date
     horizon = float(epoch(end + timedelta(days=1)) - 1)
@@ -79,7 +88,7 @@ def simulate(cfg: GeneratorConfig, rng: dict[str, np.random.Generator], tick: An
     bill, turnover = billing.bill(
         p,
         deals,
-        billing.products(p, rng["billing"]),
+        billing.products(p, rng["billing"]) if products is None else products,
         fx_matrix,
         start,
         end,
