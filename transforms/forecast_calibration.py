@@ -125,8 +125,10 @@ def calibration_by_origin(scored_rows: pl.DataFrame, origins: list[date]) -> pl.
 
 def calibration_at(backtest_rows: pl.DataFrame | None, as_of: date) -> dict[int, float]:
     """The extra log-variance per horizon (months) for a forecast made at `as_of`, from the learned
-    rows of a backtest table (`forecast_backtest`) whose window ended by then; {} without a backtest."""
-    if backtest_rows is None or backtest_rows.height == 0:
+    rows of a backtest table (`forecast_backtest`) whose window ended by then; {} without a backtest
+    (or with one written before the calibration existed, which lacks the simulated range)."""
+    needed = {"method", "horizon_months", "window_end_date", "simulated_p10", "forecast_p50", "simulated_p90"}
+    if backtest_rows is None or backtest_rows.height == 0 or not needed <= set(backtest_rows.columns):
         return {}
     scored = scored_backtest_rows(backtest_rows)
     out = calibration_by_origin(scored, [as_of])

@@ -31,6 +31,7 @@ from transforms.forecast_backtest import (
 )
 from transforms.forecast_calibration import (
     Z,
+    calibration_at,
     calibration_by_origin,
     calibration_score,
     conformal_log_variance,
@@ -576,3 +577,16 @@ def test_incremental_backtest_reuses_unchanged_origins_and_picks_up_corrections(
     scratch = run_backtest(corrected.lazy(), STAGES, origins, FAST)
     assert update.rows.equals(scratch.rows)
     assert not update.rows.equals(first.rows)
+
+
+def test_live_calibration_reads_only_closed_windows_and_tolerates_an_old_table(synthetic):
+    spells, origins = _backtest_inputs(synthetic)
+    rows = backtest(spells.lazy(), STAGES, origins, FAST)
+    # At the last origin the calibration is the backtest's own; a forecast made later sees more windows.
+    last = rows.filter((pl.col("origin_date") == origins[-1].date()) & (pl.col("method") == "learned"))
+    at_last = calibration_at(rows, origins[-1].date())
+    for h, sd in last.group_by("horizon_months").agg(pl.col("calibration_log_sd").first()).iter_rows():
+        assert np.sqrt(at_last.get(h, 0.0)) == pytest.approx(sd)
+    # A table written before the calibration existed (no simulated range) or none: the range as simulated.
+    assert calibration_at(rows.drop("simulated_p10", "simulated_p90"), date(2025, 8, 20)) == {}
+    assert calibration_at(None, date(2025, 8, 20)) == {}
