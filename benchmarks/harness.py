@@ -246,22 +246,47 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     )
 
 
-def ensure_data(scale: float, seed: int, file_format: str) -> tuple[Path, dict, float]:
-    """The cached extracts (generated when missing or made with another configuration)."""
+def ensure_data(
+    scale: float, seed: int, file_format: str, shards: int | None = None
+) -> tuple[Path, dict, float]:
+    """The cached extracts (generated when missing or made with another configuration).
+
+    Above scale 10 the generator works in shards (independent worlds of scale / shards, disjoint
+    keys, concatenated per folder and table) so its memory stays that of one shard: by default one
+    shard per 5 scale units (SF100: 20 shards of SF5, about 4 GB). At scale 10 and below one world,
+    as before. The cache is reused while scale, seed, format, layout and shards match its manifest.
+    Returned: the folder, the manifest's configuration and row counts (its defect lists are large at
+    scale and not needed here), and the seconds spent generating.
+    """
+    import math
+
     from data.generator import GeneratorConfig, generate
 
+    if shards is None:
+        shards = 1 if scale <= 10 else math.ceil(scale / 5)
     folder = cache_dir(scale, file_format)
     manifest_path = folder / "manifest.json"
     wanted = {"scale": scale, "seed": seed, "format": file_format, "daily_days": 1, "layout": "daily"}
-    if manifest_path.exists():
+
+    def summary() -> dict:
         manifest = json.loads(manifest_path.read_text())
-        if all(manifest["config"].get(k) == v for k, v in wanted.items()):
+        return {k: manifest[k] for k in ("generator_version", "config", "row_counts")}
+
+    if manifest_path.exists():
+        manifest = summary()
+        config = manifest["config"]
+        if all(config.get(k) == v for k, v in wanted.items()) and config.get("shards", 1) == shards:
             return folder, manifest, 0.0
-    print(f"generating SF{scale_label(scale)} ({file_format}) into {folder} ...", flush=True)
+        manifest_path.unlink()  # a generation cut short must not leave a manifest that matches
+    print(
+        f"generating SF{scale_label(scale)} ({file_format}, {shards} shard(s)) into {folder} ...", flush=True
+    )
     started = time.perf_counter()
-    config = GeneratorConfig(scale=scale, seed=seed, format=file_format, daily_days=1, layout="daily")
+    config = GeneratorConfig(
+        scale=scale, seed=seed, format=file_format, daily_days=1, layout="daily", shards=shards
+    )
     generate(config, folder)
-    return folder, json.loads(manifest_path.read_text()), time.perf_counter() - started
+    return folder, summary(), time.perf_counter() - started
 
 
 # ---------------------------------------------------------------------------------------- summary
@@ -493,10 +518,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("FUNNEL_DUCKDB_THREADS", "2")))
     parser.add_argument("--keep", action="store_true", help="keep the run folder (warehouses, logs)")
     parser.add_argument("--skip-pandas", action="store_true", help="do not run funnel_vs_pandas")
+    parser.add_argument(
+        "--shards", type=int, help="generate the data in this many shards (default: 1 up to SF10, then SF/5)"
+    )
     args = parser.parse_args()
 
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    landing_root, manifest, generation_seconds = ensure_data(args.scale, args.seed, args.format)
+    landing_root, manifest, generation_seconds = ensure_data(args.scale, args.seed, args.format, args.shards)
     landing = landing_root / "extracts"
     dates = sorted(p.name for p in landing.iterdir() if p.is_dir())
     dump, new_day = dates[0], dates[1]
