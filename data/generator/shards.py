@@ -302,52 +302,59 @@ def generate_sharded(config: GeneratorConfig, out_dir: Path) -> Manifest:
     once: dict[str, list[pl.DataFrame]] = {name: [] for name in WRITTEN_ONCE}
     catalogue_defects: list[list[Defect]] = []
     ground_truth: dict[str, Any] = {}
-    with tqdm(total=k, disable=not config.show_progress, desc="generate", unit="shard") as bar:
+    try:
+        with tqdm(total=k, disable=not config.show_progress, desc="generate", unit="shard") as bar:
 
-        def tick(label: str) -> None:
-            bar.set_postfix_str(label, refresh=True)
+            def tick(label: str) -> None:
+                bar.set_postfix_str(label, refresh=True)
 
-        for shard in range(k):
-            cfg = dataclasses.replace(
-                config, scale=config.scale / k, seed=shard_seed(config.seed, shard), shards=1, progress=False
-            )
-            rng = rngs(cfg.seed)
-            rng["fx"] = rngs(config.seed)["fx"]
-            world = simulate(cfg, rng, _labelled(tick, shard), products)
-            tables, defects, marks = inject(
-                world.tables, world.events.deal, world.events.stage, cfg, rng["defects"]
-            )
-            truth = world.ground_truth
-            del world
-            used = id_usage(tables)
-            relabel(tables, defects, marks, truth, offsets)
-            advance(offsets, used)
-            _merge_truth(ground_truth, truth)
-            for name in WRITTEN_ONCE:
-                if name != "fx_rates" or shard == 0:
-                    once[name].append(tables.pop(name))
-                else:
-                    del tables[name]
-            catalogue_defects.append([d for d in defects if d.table == "stage_catalogue"])
-            _merge_defects(merged, defects)
-            for name, table in contract.tables.items():
-                if name in WRITTEN_ONCE:
-                    continue
-                counts, where = write_table(
-                    tables.pop(name), table, cfg, scratch, marks, _labelled(tick, shard)
+            for shard in range(k):
+                cfg = dataclasses.replace(
+                    config,
+                    scale=config.scale / k,
+                    seed=shard_seed(config.seed, shard),
+                    shards=1,
+                    progress=False,
                 )
-                before: dict[str, int] = {}
-                for day, n in counts.items():
-                    src = next((scratch / "extracts" / day).glob(f"{name}.*"))
-                    before[day] = appender.append(src, extracts / day / src.name, n)
-                    row_counts[name][day] = row_counts[name].get(day, 0) + n
-                for what, rows in where.items():
-                    located.setdefault(what, []).extend(
-                        r | {"row": r["row"] + before[r["extract_date"]]} for r in rows
+                rng = rngs(cfg.seed)
+                rng["fx"] = rngs(config.seed)["fx"]
+                world = simulate(cfg, rng, _labelled(tick, shard), products)
+                tables, defects, marks = inject(
+                    world.tables, world.events.deal, world.events.stage, cfg, rng["defects"]
+                )
+                truth = world.ground_truth
+                del world
+                used = id_usage(tables)
+                relabel(tables, defects, marks, truth, offsets)
+                advance(offsets, used)
+                _merge_truth(ground_truth, truth)
+                for name in WRITTEN_ONCE:
+                    if name != "fx_rates" or shard == 0:
+                        once[name].append(tables.pop(name))
+                    else:
+                        del tables[name]
+                catalogue_defects.append([d for d in defects if d.table == "stage_catalogue"])
+                _merge_defects(merged, defects)
+                for name, table in contract.tables.items():
+                    if name in WRITTEN_ONCE:
+                        continue
+                    counts, where = write_table(
+                        tables.pop(name), table, cfg, scratch, marks, _labelled(tick, shard)
                     )
-                shutil.rmtree(scratch, ignore_errors=True)
-            bar.update()
-    appender.close()
+                    before: dict[str, int] = {}
+                    for day, n in counts.items():
+                        src = next((scratch / "extracts" / day).glob(f"{name}.*"))
+                        before[day] = appender.append(src, extracts / day / src.name, n)
+                        row_counts[name][day] = row_counts[name].get(day, 0) + n
+                    for what, rows in where.items():
+                        located.setdefault(what, []).extend(
+                            r | {"row": r["row"] + before[r["extract_date"]]} for r in rows
+                        )
+                    shutil.rmtree(scratch, ignore_errors=True)
+                bar.update()
+    finally:
+        appender.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     # Tables written once: FX rates, one stage catalogue (with the retired stage when a shard planted
     # it: the longest), targets summed.
     chosen = max(range(k), key=lambda i: (once["stage_catalogue"][i].height, -i))
