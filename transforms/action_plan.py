@@ -48,28 +48,30 @@ not won or lost) for which at least one of these holds, in whole days as `dim_de
 
 Each row says by how many days each rule is overdue and is ordered per owner by expected value at risk:
 `pipeline_forecast_deals.expected_won_amount` when given, else amount x the stage's win probability.
+
+Where it runs: owner deal counts, weekly throughput, stays and quiet gaps with their quantiles are
+DuckDB SQL over the stage events and activities (`*_from_tables`); the weekly plan and today's list
+are built in Polars from those aggregates and the marts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 
 import polars as pl
 
 from transforms.activity_norms import (
     NormSettings,
-    activities_in_stays,
-    activity_effort,
-    deal_owners,
-    end_of_day,
+    activities_in_stays_sql,
+    define_activity_facts,
+    define_effort,
     months_before,
-    stage_stays,
 )
-from transforms.funnel import ALL, deal_events, deal_outcomes
+from transforms.funnel import ALL, DEALS_SQL, EVENTS_SQL, days_sql, materialize_deal_facts
+from transforms.sql import Tables, date_literal, end_of_day_literal, frame_tables, timestamp_literal
 
 UNASSIGNED = "(unassigned)"
-_DAY_SECONDS = 86_400.0
 _LINE_SEGMENT = ["business_line", "segment"]
 _STAGE = ["business_line", "segment", "stage_id"]
 
@@ -89,10 +91,6 @@ class ActionSettings:
     usual_quantile: float = 0.8
     idle_quantile: float = 0.8
     min_stays: int = 10
-
-
-def _days(duration: pl.Expr) -> pl.Expr:
-    return duration.dt.total_seconds(fractional=True) / _DAY_SECONDS
 
 
 # ------------------------------------------------------------------------------------------ weekly plan
@@ -145,15 +143,13 @@ def weekly_requirements(requirements: pl.LazyFrame, stage_days: pl.LazyFrame) ->
     )
 
 
-def owner_shares(pairs: pl.LazyFrame, deals: pl.LazyFrame, owners: pl.LazyFrame, since: date) -> pl.LazyFrame:
+def owner_shares(pairs: pl.LazyFrame, deal_counts: pl.LazyFrame, owners: pl.LazyFrame) -> pl.LazyFrame:
     """One row per business line x segment (of `pairs`) x owner: the owner's share of its requirement and
-    the basis of the share. `deals`: deal_id, business_line, segment, owner_id, entered_funnel_at."""
+    the basis of the share. `deal_counts`: business_line, segment, owner_id, owner_deals (deals that
+    entered the funnel in the share window, `_owner_deal_counts`)."""
     active = owners.filter(pl.col("is_active").fill_null(True)).select("owner_id", "business_line")
-    history = (
-        deals.filter(pl.col("entered_funnel_at").dt.date() >= since)
-        .join(active, on=["owner_id", "business_line"])
-        .group_by("business_line", "segment", "owner_id")
-        .agg(owner_deals=pl.len())
+    history = deal_counts.join(active, on=["owner_id", "business_line"]).select(
+        "business_line", "segment", "owner_id", "owner_deals"
     )
     line_owners = active.join(
         history.group_by("business_line", "owner_id").agg(line_deals=pl.col("owner_deals").sum()),
@@ -201,16 +197,34 @@ def owner_throughput(
 ) -> pl.LazyFrame:
     """One row per owner of `owners`: capacity (the quantile of weekly hours and activities over the
     complete weeks of the window, zero weeks included from the owner's first activity); owners without
-    activity get their line's median owner capacity, flagged."""
-    current_week = pl.lit(as_of).dt.truncate("1w")
-    window_start = current_week.dt.offset_by(f"-{settings.throughput_weeks}w")
-    last_week = current_week.dt.offset_by("-1w")
+    activity get their line's median owner capacity, flagged. `effort`: owner_id, occurred_at, hours."""
     weekly = (
         effort.filter(pl.col("owner_id").is_not_null())
         .with_columns(week_start=pl.col("occurred_at").dt.date().dt.truncate("1w"))
         .group_by("owner_id", "week_start")
         .agg(hours=pl.col("hours").sum(), activities=pl.len())
     )
+    return throughput_from_weeks(weekly, owners, as_of, settings)
+
+
+WEEKLY_EFFORT_SQL = """
+    select owner_id, cast(date_trunc('week', occurred_at) as date) as week_start, fsum(hours) as hours,
+        count(*) as activities
+    from {effort}
+    where owner_id is not null
+    group by owner_id, week_start
+"""
+"""Hours and activities per owner x week (Monday) from `{effort}`: the input of `throughput_from_weeks`."""
+
+
+def throughput_from_weeks(
+    weekly: pl.LazyFrame, owners: pl.LazyFrame, as_of: date, settings: PlanSettings
+) -> pl.LazyFrame:
+    """`owner_throughput` from the owners' weekly hours and activities (owner_id, week_start, hours,
+    activities)."""
+    current_week = pl.lit(as_of).dt.truncate("1w")
+    window_start = current_week.dt.offset_by(f"-{settings.throughput_weeks}w")
+    last_week = current_week.dt.offset_by("-1w")
     weeks = (
         weekly.group_by("owner_id")
         .agg(first_week=pl.col("week_start").min())
@@ -419,6 +433,20 @@ PLAN_COLUMNS = [
 ]
 
 
+def _owner_deal_counts(t: Tables, since: date) -> pl.LazyFrame:
+    """Deals that entered the funnel since `since`, per business line x segment x owner (dim_deals')."""
+    return t.frame(
+        f"""
+        select outcomes.business_line, outcomes.segment, owners.owner_id, count(*) as owner_deals
+        from {{outcomes}} as outcomes
+        left join (select deal_id, owner_id from {{dim_deals}}) as owners
+            on outcomes.deal_id = owners.deal_id
+        where cast(outcomes.entered_funnel_at as date) >= {date_literal(since)}
+        group by outcomes.business_line, outcomes.segment, owners.owner_id
+        """
+    ).lazy()
+
+
 def action_plan(
     lead_requirements: pl.LazyFrame,
     norms: pl.LazyFrame,
@@ -436,6 +464,31 @@ def action_plan(
     """One row per target period x owner x week x business line x segment x stage x activity type ('(all)'
     = all types), for the target periods not over by the as-of date (or the one starting `period_start`).
     `value_per_lead`: business_line, segment, value_per_lead_reporting (`marts.segment_focus`)."""
+    sources = {
+        "transitions": transitions,
+        "dim_deals": dim_deals,
+        "dim_clients": dim_clients,
+        "activities": activities,
+    }
+    with frame_tables(sources) as t:
+        return action_plan_from_tables(
+            t, lead_requirements, norms, owners, value_per_lead, as_of, settings, norm_settings, period_start
+        )
+
+
+def action_plan_from_tables(
+    t: Tables,
+    lead_requirements: pl.LazyFrame,
+    norms: pl.LazyFrame,
+    owners: pl.LazyFrame,
+    value_per_lead: pl.LazyFrame,
+    as_of: date,
+    settings: PlanSettings | None = None,
+    norm_settings: NormSettings | None = None,
+    period_start: date | None = None,
+) -> pl.LazyFrame:
+    """`action_plan` with `transforms.activity_norms.ACTIVITY_SOURCES` bound in `t`: the owners' deal
+    counts and weekly throughput are aggregated in DuckDB, the plan built in Polars."""
     settings = settings or PlanSettings()
     norm_settings = norm_settings or NormSettings()
     if period_start is None:
@@ -447,13 +500,11 @@ def action_plan(
     stage_days = team.filter(pl.col("activity_type") == ALL).select(*_STAGE, "typical_days_in_stage")
     weekly = weekly_requirements(requirements, stage_days)
 
-    events = deal_events(transitions, as_of)
-    deals = deal_owners(dim_deals, dim_clients)
-    outcomes = deal_outcomes(events, deals.drop("owner_id")).join(
-        deals.select("deal_id", "owner_id"), on="deal_id", how="left"
-    )
+    materialize_deal_facts(t, as_of)
+    define_effort(t, as_of, norm_settings)
     pairs = requirements.select(_LINE_SEGMENT).unique()
-    shares = owner_shares(pairs, outcomes, owners, months_before(as_of, settings.share_window_months)).cache()
+    deal_counts = _owner_deal_counts(t, months_before(as_of, settings.share_window_months))
+    shares = owner_shares(pairs, deal_counts, owners).cache()
     types = norms.select("activity_type").unique()
     owner_norms = norms.filter(pl.col("owner_id") != ALL).select(
         *_STAGE,
@@ -486,8 +537,8 @@ def action_plan(
         )
         .cache()
     )
-    capacity = owner_throughput(
-        activity_effort(activities, as_of, norm_settings),
+    capacity = throughput_from_weeks(
+        t.frame(WEEKLY_EFFORT_SQL).lazy(),
         owners.select("owner_id", "business_line").unique("owner_id"),
         as_of,
         settings,
@@ -531,29 +582,31 @@ def action_plan(
 # ------------------------------------------------------------------------------- deals needing action
 
 
-def _with_line_fallback(
-    per_stay: pl.LazyFrame, value: str, quantile: float, min_stays: int, name: str
-) -> pl.LazyFrame:
-    """Per line x segment x stage: the quantile of `value` over the rows, the line x stage's when the
-    line x segment x stage has fewer than `min_stays` stays."""
-    segment = per_stay.group_by(_STAGE).agg(
-        seg_value=pl.col(value).quantile(quantile, interpolation="linear"),
-        seg_stays=pl.col("stay_key").n_unique(),
-    )
-    line = per_stay.group_by("business_line", "stage_id").agg(
-        line_value=pl.col(value).quantile(quantile, interpolation="linear")
-    )
-    return (
-        line.join(per_stay.select(*_STAGE).unique(), on=["business_line", "stage_id"], how="left")
-        .join(segment, on=_STAGE, how="left")
-        .select(
-            "business_line",
-            "segment",
-            "stage_id",
-            "line_value",
-            pl.when(pl.col("seg_stays") >= min_stays).then("seg_value").alias(f"{name}_segment"),
+def _with_line_fallback_sql(rows: str, value: str, quantile: float, min_stays: int, name: str) -> str:
+    """Per line x segment x stage of `rows`: the quantile of `value`, the line x stage's when the line x
+    segment x stage has fewer than `min_stays` distinct stays (deal_id, stay_entered)."""
+    q = float(quantile)
+    return f"""
+        with by_segment as (
+            select business_line, segment, stage_id, quantile_cont({value}, {q!r}) as segment_value,
+                count(distinct struct_pack(deal_id := deal_id, entered := stay_entered)) as stays
+            from ({rows})
+            group by business_line, segment, stage_id
+        ),
+        by_line as (
+            select business_line, stage_id, quantile_cont({value}, {q!r}) as line_value
+            from ({rows})
+            group by business_line, stage_id
         )
-    )
+        select by_segment.business_line, by_segment.segment, by_segment.stage_id,
+            coalesce(
+                case when by_segment.stays >= {int(min_stays)} then by_segment.segment_value end,
+                by_line.line_value
+            ) as {name}
+        from by_segment
+        inner join by_line
+            on by_segment.business_line = by_line.business_line and by_segment.stage_id = by_line.stage_id
+    """
 
 
 DEAL_ACTION_COLUMNS = [
@@ -586,6 +639,39 @@ DEAL_ACTION_COLUMNS = [
 ]
 
 
+def quiet_gaps_sql(in_stays: str) -> str:
+    """The quiet gaps of the stays in `{completed}`: between its entry, each activity that belongs to it
+    (`in_stays`, as `activities_in_stays_sql`) and its exit, in time order. One row per gap: the stay
+    (deal_id, stay_entered, stage_id), its business line and segment, and gap_days."""
+    return f"""
+        with points as (
+            select deal_id, entered_at as stay_entered, stage_id, entered_at as happened_at
+            from {{completed}}
+            union all
+            select deal_id, entered_at, stage_id, exited_at from {{completed}}
+            union all
+            select deal_id, stay_entered_at, stage_id, occurred_at from ({in_stays})
+        ),
+        in_completed as (
+            select completed.deal_id, completed.entered_at as stay_entered, completed.stage_id,
+                completed.business_line, completed.segment, points.happened_at,
+                lag(points.happened_at) over (
+                    partition by completed.deal_id, completed.entered_at, completed.stage_id
+                    order by points.happened_at
+                ) as previous_at
+            from points
+            inner join {{completed}} as completed
+                on points.deal_id = completed.deal_id and points.stay_entered = completed.entered_at
+                and points.stage_id = completed.stage_id
+            where points.happened_at between completed.entered_at and completed.exited_at
+        )
+        select deal_id, stay_entered, stage_id, business_line, segment,
+            {days_sql("happened_at", "previous_at")} as gap_days
+        from in_completed
+        where previous_at is not null
+    """
+
+
 def deals_needing_action(
     transitions: pl.LazyFrame,
     dim_deals: pl.LazyFrame,
@@ -600,65 +686,94 @@ def deals_needing_action(
 ) -> pl.LazyFrame:
     """One row per open deal past its stage SLA, past the usual time in its stage, or idle for longer
     than is normal at its stage; ordered per owner by expected value at risk."""
+    sources = {
+        "transitions": transitions,
+        "dim_deals": dim_deals,
+        "dim_clients": dim_clients,
+        "activities": activities,
+    }
+    with frame_tables(sources) as t:
+        return deals_needing_action_from_tables(
+            t, stages, owners, as_of, forecast_deals, settings, norm_settings
+        )
+
+
+def deals_needing_action_from_tables(
+    t: Tables,
+    stages: pl.LazyFrame,
+    owners: pl.LazyFrame,
+    as_of: date,
+    forecast_deals: pl.LazyFrame | None = None,
+    settings: ActionSettings | None = None,
+    norm_settings: NormSettings | None = None,
+) -> pl.LazyFrame:
+    """`deals_needing_action` with `transforms.activity_norms.ACTIVITY_SOURCES` bound in `t`: stays,
+    quiet gaps and their quantiles in DuckDB, today's open deals assembled in Polars."""
     settings = settings or ActionSettings()
     norm_settings = norm_settings or NormSettings()
-    events = deal_events(transitions, as_of).cache()
-    deals = deal_owners(dim_deals, dim_clients).join(
-        dim_deals.select("deal_id", "client_id"), on="deal_id", how="left"
+    since = months_before(as_of, settings.window_months)
+    t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
+    t.define("deals", DEALS_SQL)
+    define_activity_facts(t, as_of, norm_settings)
+    # Stays of a line x segment x stage completed in the window (a stay is a deal and its entry time).
+    t.materialize(
+        "completed",
+        f"""
+        select stays.deal_id, stays.entered_at, stays.exited_at, deals.business_line, deals.segment,
+            stays.stage_id, {days_sql("stays.exited_at", "stays.entered_at")} as duration_days
+        from {{stays}} as stays
+        inner join {{deals}} as deals on stays.deal_id = deals.deal_id
+        where not stays.is_terminal and stays.exited_at is not null
+            and stays.exited_at >= {timestamp_literal(datetime.combine(since, time()))}
+            and stays.exited_at < {end_of_day_literal(as_of)}
+        """,
     )
-    stays = (
-        stage_stays(events)
-        .join(deals.select("deal_id", "business_line", "segment"), on="deal_id")
-        .with_columns(stay_key=pl.concat_str("deal_id", pl.col("entered_at").cast(pl.String), separator="|"))
-        .cache()
+    # Today's open deals: in a stage they have not left, not won or lost (the last event's stay).
+    t.materialize(
+        "current",
+        """
+        select stays.deal_id, deals.business_line, deals.segment, stays.stage_id,
+            stays.entered_at as stage_entered_at, owners.owner_id, owners.client_id,
+            deals.amount_reporting
+        from {stays} as stays
+        inner join {deals} as deals on stays.deal_id = deals.deal_id
+        left join (select deal_id, owner_id, client_id from {dim_deals}) as owners
+            on stays.deal_id = owners.deal_id
+        where stays.exited_at is null and not stays.is_terminal
+        """,
     )
-    since = pl.lit(months_before(as_of, settings.window_months)).cast(pl.Datetime("us"))
-    until = end_of_day(as_of)
-    completed = stays.filter(
-        ~pl.col("is_terminal")
-        & pl.col("exited_at").is_not_null()
-        & (pl.col("exited_at") >= since)
-        & (pl.col("exited_at") < until)
-    ).with_columns(duration_days=_days(pl.col("exited_at") - pl.col("entered_at")))
-    usual = _with_line_fallback(
-        completed, "duration_days", settings.usual_quantile, settings.min_stays, "usual"
-    ).select(*_STAGE, usual_days_in_stage=pl.coalesce("usual_segment", "line_value"))
-
-    effort = activity_effort(activities, as_of, norm_settings).cache()
-    in_stays = activities_in_stays(
-        effort, stays.select("deal_id", "stage_id", "entered_at", "exited_at", "is_terminal")
+    # The activities these deals had (one read of the activities).
+    t.materialize(
+        "deal_effort",
+        """
+        select deal_id, activity_type, hours, occurred_at from {effort}
+        where deal_id in (select deal_id from {completed} union select deal_id from {current})
+        """,
     )
-    points = pl.concat(
-        [
-            completed.select("stay_key", *_STAGE, at="entered_at"),
-            completed.select("stay_key", *_STAGE, at="exited_at"),
-            in_stays.join(
-                completed.select("deal_id", "stay_key", *_STAGE, stay_entered_at="entered_at"),
-                on=["deal_id", "stay_entered_at", "stage_id"],
-            ).select("stay_key", *_STAGE, at="occurred_at"),
-        ]
-    )
-    gaps = (
-        points.join(completed.select("stay_key", "entered_at", "exited_at"), on="stay_key")
-        .filter((pl.col("at") >= pl.col("entered_at")) & (pl.col("at") <= pl.col("exited_at")))
-        .with_columns(gap_days=_days(pl.col("at") - pl.col("at").shift(1).over("stay_key", order_by="at")))
-        .filter(pl.col("gap_days").is_not_null())
-    )
-    normal_idle = _with_line_fallback(
-        gaps, "gap_days", settings.idle_quantile, settings.min_stays, "idle"
-    ).select(*_STAGE, normal_idle_days=pl.coalesce("idle_segment", "line_value"))
-
-    last_activity = (
-        effort.filter(pl.col("deal_id").is_not_null())
-        .group_by("deal_id")
-        .agg(last_activity_at=pl.col("occurred_at").max())
-    )
-    status = deal_outcomes(
-        events, deals.select("deal_id", "business_line", "segment", "created_at", "amount_reporting")
-    )
-    current = stays.filter(pl.col("exited_at").is_null() & ~pl.col("is_terminal")).join(
-        status.filter(pl.col("status") == "open").select("deal_id"), on="deal_id"
-    )
+    usual = t.frame(
+        _with_line_fallback_sql(
+            "select *, entered_at as stay_entered from {completed}",
+            "duration_days",
+            settings.usual_quantile,
+            settings.min_stays,
+            "usual_days_in_stage",
+        )
+    ).lazy()
+    gaps = quiet_gaps_sql(activities_in_stays_sql("select deal_id from {completed}", effort="{deal_effort}"))
+    normal_idle = t.frame(
+        _with_line_fallback_sql(
+            gaps, "gap_days", settings.idle_quantile, settings.min_stays, "normal_idle_days"
+        )
+    ).lazy()
+    current = t.frame(
+        """
+        select current.*, last_activity.last_activity_at
+        from {current} as current
+        left join (
+            select deal_id, max(occurred_at) as last_activity_at from {deal_effort} group by deal_id
+        ) as last_activity on current.deal_id = last_activity.deal_id
+        """
+    ).lazy()
     catalogue = stages.select(
         pl.col("pipeline_id").alias("business_line"), "stage_id", "sla_days", "win_probability"
     )
@@ -672,12 +787,9 @@ def deals_needing_action(
         return pl.when(days > pl.col(limit)).then(days - pl.col(limit))
 
     return (
-        current.select("deal_id", *_STAGE, stage_entered_at="entered_at")
-        .join(deals.select("deal_id", "owner_id", "client_id", "amount_reporting"), on="deal_id", how="left")
-        .join(catalogue, on=["business_line", "stage_id"], how="left")
+        current.join(catalogue, on=["business_line", "stage_id"], how="left")
         .join(usual, on=_STAGE, how="left")
         .join(normal_idle, on=_STAGE, how="left")
-        .join(last_activity, on="deal_id", how="left")
         .join(forecast, on="deal_id", how="left")
         .join(names, on="owner_id", how="left")
         .with_columns(

@@ -3,9 +3,10 @@ activity type, for the team and for each owner.
 
 - **Effort of an activity**: its logged duration, or the configured hours of its type when it has none
   (`transforms.client_base.effort_hours`, the same rule as the client-base effort figures).
-- **Which stage an activity belongs to**: the deal's stay (`stage_stays`) it happened in: the latest stage
-  the deal entered at or before the activity. Work logged before the deal's first stage event belongs to its
-  first stage (prospecting the lead); work after the deal was won or lost belongs to no stage.
+- **Which stage an activity belongs to**: the deal's stay (`STAYS_SQL`, `activities_in_stays_sql`) it
+  happened in: the latest stage the deal entered at or before the activity (of two entered at the same
+  instant, the later event's). Work logged before the deal's first stage event belongs to its first
+  stage (prospecting the lead); work after the deal was won or lost belongs to no stage.
 - **Which deals**: the deals that reached the stage (any-stage, as in `funnel_conversion` and
   `lead_requirements`) in the trailing `window_months` and are decided there by the as-of date: *advanced*
   to the next shown stage, or *lost* at it. Open deals still in the stage are left out: their effort is not
@@ -22,6 +23,9 @@ activity type, for the team and for each owner.
 
 Totals are rows marked '(all)': activity type (all types summed), segment (all segments of the line) and
 owner (the team: every owner of the line).
+
+Where it runs: the decided deal x stage x activity type rows and their statistics per level are
+DuckDB SQL over the stage events and activities (`activity_norms_from_tables`); Polars shrinks them.
 """
 
 from __future__ import annotations
@@ -32,17 +36,9 @@ from datetime import date
 import polars as pl
 from scipy import stats
 
-from transforms.client_base import SegmentationSettings, effort_hours
-from transforms.funnel import (
-    ALL,
-    deal_attributes,
-    deal_events,
-    deal_outcomes,
-    deal_stage_reach,
-    funnel_stages,
-)
-
-_DAY_SECONDS = 86_400.0
+from transforms.client_base import SegmentationSettings, effort_hours_sql
+from transforms.funnel import ALL, days_sql, funnel_stages, line_segment_pairs, materialize_deal_facts
+from transforms.sql import Tables, date_literal, end_of_day_literal, frame_tables
 
 
 def _default_hours_without_duration() -> dict[str, float]:
@@ -63,172 +59,202 @@ def months_before(as_of: date, months: int) -> date:
     return pl.select(pl.lit(as_of).dt.offset_by(f"-{months}mo")).item()
 
 
-def end_of_day(day: date) -> pl.Expr:
-    return pl.lit(day).dt.offset_by("1d").cast(pl.Datetime("us"))
+ACTIVITY_SOURCES = ("transitions", "dim_deals", "dim_clients", "activities")
+"""The large inputs, read by SQL (`transforms.sql.Tables`): the funnel's deal sources and
+staging.stg_crm__activities. Stages and owners are small Polars frames."""
+
+
+def _hours_settings(settings: NormSettings) -> SegmentationSettings:
+    return SegmentationSettings(
+        activity_hours_without_duration=settings.activity_hours_without_duration,
+        default_activity_hours=settings.default_activity_hours,
+    )
+
+
+EFFORT_SQL = """
+    select activity_id, deal_id, owner_id, activity_type, occurred_at, {hours} as hours
+    from {activities}
+    where occurred_at < {end}
+"""
+
+STAYS_SQL = """
+    select deal_id, to_stage_id as stage_id, changed_at as entered_at, transition_number,
+        lead(changed_at) over (partition by deal_id order by changed_at, transition_number) as exited_at,
+        is_to_won or is_to_lost as is_terminal
+    from {events}
+"""
+"""One row per stay of a deal in a stage (terminal ones included): entered at, exited at (null while the
+deal is still there)."""
 
 
 def activity_effort(activities: pl.LazyFrame, as_of: date, settings: NormSettings) -> pl.LazyFrame:
-    """The activities on or before the as-of date with their hours."""
-    hours = effort_hours(
-        activities,
-        SegmentationSettings(
-            activity_hours_without_duration=settings.activity_hours_without_duration,
-            default_activity_hours=settings.default_activity_hours,
+    """The activities on or before the as-of date with their hours (`EFFORT_SQL`)."""
+    with frame_tables({"activities": activities}) as t:
+        define_effort(t, as_of, settings)
+        return t.frame("select * from {effort}").lazy()
+
+
+def define_effort(t: Tables, as_of: date, settings: NormSettings) -> None:
+    """`{effort}`: the activities on or before the as-of date with their hours."""
+    t.define(
+        "effort",
+        EFFORT_SQL,
+        hours=effort_hours_sql(_hours_settings(settings)),
+        end=end_of_day_literal(as_of),
+    )
+
+
+def define_activity_facts(t: Tables, as_of: date, settings: NormSettings) -> None:
+    """`{effort}` (`define_effort`) and `{stays}`: every stay of a deal in a stage (`STAYS_SQL`, over
+    `{events}`: `transforms.funnel.materialize_deal_facts`)."""
+    define_effort(t, as_of, settings)
+    t.define("stays", STAYS_SQL)
+
+
+def activities_in_stays_sql(deals: str | None = None, effort: str = "{effort}") -> str:
+    """Each deal activity of `effort` (of the deals in the subquery `deals`, or all) with the stay it
+    belongs to: the latest stay entered at or before it (of two entered at the same instant, the later
+    event's), the deal's first stay for work before it; work after close (a terminal stay) is dropped.
+    Columns: deal_id, activity_type, hours, occurred_at, stage_id, stay_entered_at, stay_exited_at."""
+    only = f"and deal_id in ({deals})" if deals else ""
+    order = "partition by deal_id order by happened_at, kind, transition_number"
+    return f"""
+        select deal_id, activity_type, hours, happened_at as occurred_at, stay.stage_id as stage_id,
+            stay.entered_at as stay_entered_at, stay.exited_at as stay_exited_at
+        from (
+            select deal_id, kind, activity_type, hours, happened_at,
+                coalesce(
+                    last_value(stay ignore nulls) over (
+                        {order} rows between unbounded preceding and current row
+                    ),
+                    first_value(stay ignore nulls) over (
+                        {order} rows between current row and unbounded following
+                    )
+                ) as stay
+            from (
+                select deal_id, entered_at as happened_at, 0 as kind, transition_number,
+                    struct_pack(
+                        stage_id := stage_id, entered_at := entered_at, exited_at := exited_at,
+                        is_terminal := is_terminal
+                    ) as stay,
+                    cast(null as varchar) as activity_type, cast(null as double) as hours
+                from {{stays}}
+                where true {only}
+                union all
+                select deal_id, occurred_at as happened_at, 1 as kind, null as transition_number,
+                    null as stay, activity_type, hours
+                from {effort}
+                where deal_id is not null {only}
+            )
+        )
+        where kind = 1 and stay is not null and not stay.is_terminal
+    """
+
+
+def _decided_sql(reach: str, since: date) -> str:
+    """Deals that reached an open stage of their own funnel since `since` and are decided there
+    (advanced or lost), with their owner."""
+    return f"""
+        select reach.deal_id, reach.business_line, reach.segment,
+            coalesce(owners.owner_id, 'unknown') as owner_id, reach.stage_id, reach.stage_number,
+            case when reach.has_advanced then 'advanced' else 'lost' end as outcome
+        from ({reach}) as reach
+        left join (select deal_id, owner_id from {{dim_deals}}) as owners on reach.deal_id = owners.deal_id
+        where reach.view_business_line = reach.business_line
+            and cast(reach.reached_at as date) >= {date_literal(since)}
+            and (coalesce(reach.has_advanced, false) or coalesce(reach.is_dropped, false))
+    """
+
+
+def materialize_decided_deal_stages(
+    t: Tables, stages: pl.LazyFrame, as_of: date, settings: NormSettings
+) -> str:
+    """Temporary tables `{activity_types}` (of the activities up to the as-of date), `{decided}` (decided
+    deal x open stage, with line, segment, owner, outcome) and `{stage_effort}` (their activities and
+    hours per activity type and '(all)'), and returns the SQL of
+    `decided_deal_stages`: one row per decided deal x open stage x activity type ('(all)' included)
+    with activities, hours and days in the stage."""
+    reach = materialize_deal_facts(t, as_of, stages)
+    define_activity_facts(t, as_of, settings)
+    t.materialize("activity_types", "select distinct activity_type from {effort}")
+    t.materialize("decided", _decided_sql(reach, months_before(as_of, settings.window_months)))
+    decided_deals = "select deal_id from {decided}"
+    t.materialize(
+        "stage_effort",
+        f"""
+        with per_type as (
+            select deal_id, stage_id, activity_type, count(*) as activities, fsum(hours) as hours
+            from ({activities_in_stays_sql(decided_deals)})
+            group by deal_id, stage_id, activity_type
+        )
+        select * from per_type
+        union all
+        select deal_id, stage_id, '{ALL}' as activity_type, cast(sum(activities) as bigint), fsum(hours)
+        from per_type
+        group by deal_id, stage_id
+        """,
+    )
+    watched = end_of_day_literal(as_of)
+    return t.text(
+        f"""
+        with types as (
+            select activity_type from {{activity_types}}
+            union all
+            select '{ALL}'
         ),
-    )
-    return activities.filter(pl.col("occurred_at") < end_of_day(as_of)).select(
-        "activity_id", "deal_id", "owner_id", "activity_type", "occurred_at", hours=hours
-    )
-
-
-def stage_stays(events: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per stay of a deal in a stage (terminal ones included): entered at, exited at (null while
-    the deal is still there)."""
-    order = ["changed_at", "transition_number"]
-    return events.with_columns(
-        exited_at=pl.col("changed_at").shift(-1).over("deal_id", order_by=order),
-        is_terminal=pl.col("is_to_won") | pl.col("is_to_lost"),
-    ).select(
-        "deal_id",
-        pl.col("to_stage_id").alias("stage_id"),
-        pl.col("changed_at").alias("entered_at"),
-        "exited_at",
-        "is_terminal",
-    )
-
-
-def activities_in_stays(effort: pl.LazyFrame, stays: pl.LazyFrame) -> pl.LazyFrame:
-    """Each deal activity with the open-stage stay it belongs to (`stay_entered_at`, `stage_id`): the latest
-    stay entered at or before it, the deal's first stay for work before it; work after close is dropped."""
-    with_deal = effort.filter(pl.col("deal_id").is_not_null())
-    keyed = stays.select("deal_id", "stage_id", "is_terminal", stay_entered_at="entered_at")
-    first = keyed.sort("stay_entered_at").group_by("deal_id").first()
-    matched = with_deal.sort("occurred_at").join_asof(
-        keyed.sort("stay_entered_at"),
-        left_on="occurred_at",
-        right_on="stay_entered_at",
-        by="deal_id",
-        strategy="backward",
-        check_sortedness=False,  # both sides sorted on the join key above
-    )
-    before_first = (
-        matched.filter(pl.col("stay_entered_at").is_null())
-        .drop("stage_id", "is_terminal", "stay_entered_at")
-        .join(first, on="deal_id")
-    )
-    return (
-        pl.concat([matched.filter(pl.col("stay_entered_at").is_not_null()), before_first], how="diagonal")
-        .filter(~pl.col("is_terminal"))
-        .drop("is_terminal")
-    )
-
-
-def deal_owners(dim_deals: pl.LazyFrame, dim_clients: pl.LazyFrame) -> pl.LazyFrame:
-    """`deal_attributes` (line, segment, amount) with the deal's owner."""
-    return deal_attributes(dim_deals, dim_clients).join(
-        dim_deals.select("deal_id", "owner_id"), on="deal_id", how="left"
-    )
-
-
-def decided_deal_stages(
-    transitions: pl.LazyFrame,
-    dim_deals: pl.LazyFrame,
-    dim_clients: pl.LazyFrame,
-    stages: pl.LazyFrame,
-    activities: pl.LazyFrame,
-    as_of: date,
-    settings: NormSettings,
-) -> pl.LazyFrame:
-    """One row per decided deal x open stage x activity type ('(all)' included): line, segment, owner,
-    outcome at the stage (advanced / lost), activities and hours while in it, days in it."""
-    events = deal_events(transitions, as_of).cache()
-    deals = deal_owners(dim_deals, dim_clients)
-    outcomes = deal_outcomes(events, deals.drop("owner_id"))
-    shown = funnel_stages(stages)
-    since = months_before(as_of, settings.window_months)
-    decided = (
-        deal_stage_reach(events, outcomes, shown)
-        .filter(
-            (pl.col("view_business_line") == pl.col("business_line"))
-            & (pl.col("reached_at").dt.date() >= since)
-            & (pl.col("has_advanced").fill_null(False) | pl.col("is_dropped").fill_null(False))
+        stage_days as (
+            select deal_id, stage_id,
+                fsum({days_sql(f"coalesce(exited_at, {watched})", "entered_at")}) as days_in_stage
+            from {{stays}}
+            where not is_terminal and deal_id in ({decided_deals})
+            group by deal_id, stage_id
         )
-        .join(deals.select("deal_id", "owner_id"), on="deal_id", how="left")
-        .select(
-            "deal_id",
-            "business_line",
-            "segment",
-            pl.col("owner_id").fill_null("unknown"),
-            "stage_id",
-            "stage_number",
-            outcome=pl.when("has_advanced").then(pl.lit("advanced")).otherwise(pl.lit("lost")),
-        )
-    )
-    stays = stage_stays(events).cache()
-    watched_until = end_of_day(as_of)
-    days = (
-        stays.filter(~pl.col("is_terminal"))
-        .group_by("deal_id", "stage_id")
-        .agg(
-            days_in_stage=(
-                (pl.col("exited_at").fill_null(watched_until) - pl.col("entered_at")).dt.total_seconds(
-                    fractional=True
-                )
-                / _DAY_SECONDS
-            ).sum()
-        )
-    )
-    effort = activity_effort(activities, as_of, settings)
-    per_type = (
-        activities_in_stays(effort, stays)
-        .group_by("deal_id", "stage_id", "activity_type")
-        .agg(activities=pl.len(), hours=pl.col("hours").sum())
-    )
-    types = pl.concat([effort.select("activity_type").unique(), pl.LazyFrame({"activity_type": [ALL]})])
-    all_types = per_type.group_by("deal_id", "stage_id").agg(
-        pl.lit(ALL).alias("activity_type"), pl.col("activities").sum(), pl.col("hours").sum()
-    )
-    return (
-        decided.join(types, how="cross")
-        .join(pl.concat([per_type, all_types]), on=["deal_id", "stage_id", "activity_type"], how="left")
-        .join(days, on=["deal_id", "stage_id"], how="left")
-        .with_columns(
-            pl.col("activities").fill_null(0).cast(pl.Int64),
-            pl.col("hours").fill_null(0.0),
-            pl.col("days_in_stage").fill_null(0.0),
-        )
+        select decided.deal_id, decided.business_line, decided.segment, decided.owner_id,
+            decided.stage_id, decided.stage_number, decided.outcome, types.activity_type,
+            coalesce(stage_effort.activities, 0) as activities,
+            coalesce(stage_effort.hours, 0.0) as hours,
+            coalesce(stage_days.days_in_stage, 0.0) as days_in_stage
+        from {{decided}} as decided
+        cross join types
+        left join {{stage_effort}} as stage_effort
+            on decided.deal_id = stage_effort.deal_id and decided.stage_id = stage_effort.stage_id
+            and types.activity_type = stage_effort.activity_type
+        left join stage_days
+            on decided.deal_id = stage_days.deal_id and decided.stage_id = stage_days.stage_id
+        """
     )
 
 
 _STAT_KEYS = ["business_line", "segment", "owner_id", "stage_id", "activity_type"]
 
 
-def _group_stats(deal_rows: pl.LazyFrame, by_segment: bool, by_owner: bool) -> pl.LazyFrame:
-    keys = ["business_line", "stage_id", "activity_type"]
-    keys += ["segment"] if by_segment else []
-    keys += ["owner_id"] if by_owner else []
-    advanced = pl.col("outcome") == "advanced"
-    lost = pl.col("outcome") == "lost"
-    return (
-        deal_rows.group_by(keys)
-        .agg(
-            decided_deal_count=pl.len(),
-            advanced_deal_count=advanced.sum(),
-            lost_deal_count=lost.sum(),
-            activities_sum=pl.col("activities").sum(),
-            activities_sd=pl.col("activities").std(),
-            hours_sum=pl.col("hours").sum(),
-            hours_sd=pl.col("hours").std(),
-            activities_per_advanced_deal=pl.col("activities").filter(advanced).mean(),
-            activities_per_lost_deal=pl.col("activities").filter(lost).mean(),
-            hours_per_advanced_deal=pl.col("hours").filter(advanced).mean(),
-            hours_per_lost_deal=pl.col("hours").filter(lost).mean(),
-            days_median=pl.col("days_in_stage").filter(pl.col("days_in_stage") > 0).median(),
+def _group_stats(t: Tables, deal_rows: str) -> pl.LazyFrame:
+    """Per business line x stage x activity type, and the same per segment, per owner and per both
+    ('(all)' where a level is not split): decided deals, sums, standard deviations and outcome means."""
+    keys = "business_line, stage_id, activity_type"
+    return t.frame(
+        f"""
+        select business_line, stage_id, activity_type,
+            case when grouping(segment) = 1 then '{ALL}' else segment end as segment,
+            case when grouping(owner_id) = 1 then '{ALL}' else owner_id end as owner_id,
+            count(*) as decided_deal_count,
+            count(*) filter (where outcome = 'advanced') as advanced_deal_count,
+            count(*) filter (where outcome = 'lost') as lost_deal_count,
+            cast(sum(activities) as bigint) as activities_sum,
+            stddev_samp(activities) as activities_sd,
+            fsum(hours) as hours_sum,
+            stddev_samp(hours) as hours_sd,
+            avg(activities) filter (where outcome = 'advanced') as activities_per_advanced_deal,
+            avg(activities) filter (where outcome = 'lost') as activities_per_lost_deal,
+            avg(hours) filter (where outcome = 'advanced') as hours_per_advanced_deal,
+            avg(hours) filter (where outcome = 'lost') as hours_per_lost_deal,
+            median(days_in_stage) filter (where days_in_stage > 0) as days_median
+        from ({deal_rows})
+        group by grouping sets (
+            ({keys}), ({keys}, segment), ({keys}, owner_id), ({keys}, segment, owner_id)
         )
-        .with_columns(
-            pl.lit(ALL).alias(c) for c, used in (("segment", by_segment), ("owner_id", by_owner)) if not used
-        )
-    )
+        """
+    ).lazy()
 
 
 def _shrunk(rows: pl.LazyFrame, prior: pl.LazyFrame | None, settings: NormSettings) -> pl.LazyFrame:
@@ -339,16 +365,13 @@ NORM_COLUMNS = [
 ]
 
 
-def norms_from_deal_stages(
-    deal_rows: pl.LazyFrame, universe: pl.LazyFrame, owners: pl.LazyFrame, settings: NormSettings
+def norms_from_stats(
+    stats_frames: pl.LazyFrame, universe: pl.LazyFrame, owners: pl.LazyFrame, settings: NormSettings
 ) -> pl.LazyFrame:
-    """Norms at every level from one row per decided deal x stage x activity type (`decided_deal_stages`).
-    `universe` holds the rows to show: business_line, segment, owner_id, stage_id, stage_number,
-    activity_type ('(all)' segment / owner rows included), so an owner without history gets a row."""
-    stats_frames = pl.concat(
-        [_group_stats(deal_rows, by_segment=s, by_owner=o) for s in (False, True) for o in (False, True)],
-        how="diagonal",
-    )
+    """Norms at every level from the group statistics of the decided deal x stage x activity type rows
+    (`_group_stats`). `universe` holds the rows to show: business_line, segment, owner_id, stage_id,
+    stage_number, activity_type ('(all)' segment / owner rows included), so an owner without history
+    gets a row."""
     counts = ["decided_deal_count", "advanced_deal_count", "lost_deal_count", "activities_sum"]
     rows = (
         universe.join(stats_frames, on=_STAT_KEYS, how="left")
@@ -431,11 +454,29 @@ def activity_norms(
 ) -> pl.LazyFrame:
     """One row per business line x segment x open stage x activity type x owner ('(all)' totals: all
     segments, all types, the team)."""
+    sources = {
+        "transitions": transitions,
+        "dim_deals": dim_deals,
+        "dim_clients": dim_clients,
+        "activities": activities,
+    }
+    with frame_tables(sources) as t:
+        return activity_norms_from_tables(t, stages, owners, as_of, settings)
+
+
+def activity_norms_from_tables(
+    t: Tables,
+    stages: pl.LazyFrame,
+    owners: pl.LazyFrame,
+    as_of: date,
+    settings: NormSettings | None = None,
+) -> pl.LazyFrame:
+    """`activity_norms` with `ACTIVITY_SOURCES` bound in `t`: the decided deal x stage x activity rows and
+    their group statistics are computed in DuckDB, the shrinkage and intervals in Polars."""
     settings = settings or NormSettings()
-    deal_rows = decided_deal_stages(
-        transitions, dim_deals, dim_clients, stages, activities, as_of, settings
-    ).cache()
-    deals = deal_attributes(dim_deals, dim_clients)
-    types = activity_effort(activities, as_of, settings).select("activity_type").unique()
-    universe = norm_universe(deal_rows, deals, owners, stages, types)
-    return norms_from_deal_stages(deal_rows, universe, owners, settings)
+    deal_rows = materialize_decided_deal_stages(t, stages, as_of, settings)
+    # Every decided row has an '(all)' activity row: the deal rows' owners are the decided deals'.
+    deal_owner_lines = t.frame("select distinct business_line, owner_id from {decided}").lazy()
+    types = t.frame("select activity_type from {activity_types}").lazy()
+    universe = norm_universe(deal_owner_lines, line_segment_pairs(t).lazy(), owners, stages, types)
+    return norms_from_stats(_group_stats(t, deal_rows), universe, owners, settings)

@@ -32,6 +32,9 @@ Definitions (see `docs/client_base.md` for the reasons):
 - **Price sensitivity**: discount depth = 1 - net / list value of the client's invoice lines (credit
   notes aside, lifetime). High when at least `high_discount_ratio` x the book's depth, low when at most
   `low_discount_ratio` x, else medium; unknown without lines.
+
+Where it runs: the per-client aggregates of turnover, invoice lines and activities are DuckDB SQL
+(`client_segments_from_tables`; sums of DECIMAL amounts exact); classes, scores and peers in Polars.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
+
+from transforms.sql import Tables, date_literal, frame_tables
 
 UNKNOWN = "unknown"
 
@@ -174,104 +179,21 @@ def client_dimensions(clients: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def effort_hours(activities: pl.LazyFrame, settings: SegmentationSettings) -> pl.Expr:
-    """Hours of one activity: its duration, or the configured hours of its type when it has none."""
-    by_type = pl.col("activity_type").replace_strict(
-        settings.activity_hours_without_duration,
-        default=settings.default_activity_hours,
-        return_dtype=pl.Float64,
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def effort_hours_sql(settings: SegmentationSettings) -> str:
+    """`effort_hours` as a SQL expression over `duration_minutes` and `activity_type`."""
+    by_type = " ".join(
+        f"when {_sql_string(kind)} then cast({float(hours)!r} as double)"
+        for kind, hours in settings.activity_hours_without_duration.items()
     )
+    default = f"cast({float(settings.default_activity_hours)!r} as double)"
     return (
-        pl.when(pl.col("duration_minutes").is_not_null() & (pl.col("duration_minutes") > 0))
-        .then(pl.col("duration_minutes").cast(pl.Float64) / 60.0)
-        .otherwise(by_type)
-    )
-
-
-def client_effort(
-    activities: pl.LazyFrame, first_month: date, last_month: date, as_of: date, settings: SegmentationSettings
-) -> pl.LazyFrame:
-    """Effort per client over the window: hours, activity count, activities counted without duration."""
-    occurred_month = month_index(pl.col("occurred_at").dt.date())
-    return (
-        activities.filter(
-            pl.col("client_id").is_not_null()
-            & (pl.col("occurred_at").dt.date() <= as_of)
-            & occurred_month.is_between(month_index(pl.lit(first_month)), month_index(pl.lit(last_month)))
-        )
-        .with_columns(effort_hours(activities, settings).alias("_hours"))
-        .group_by("client_id")
-        .agg(
-            pl.col("_hours").sum().alias("effort_hours"),
-            pl.len().cast(pl.Int64).alias("activity_count"),
-            (pl.col("duration_minutes").is_null() | (pl.col("duration_minutes") <= 0))
-            .sum()
-            .cast(pl.Int64)
-            .alias("activities_without_duration"),
-        )
-    )
-
-
-def client_turnover_profile(
-    turnover: pl.LazyFrame, client_ids: pl.LazyFrame, first_month: date, last_month: date, as_of: date
-) -> pl.LazyFrame:
-    """Per client: lifetime and window totals, XYZ statistics, half-window trend, RFM inputs."""
-    first_i, last_i = (
-        first_month.year * 12 + first_month.month - 1,
-        last_month.year * 12 + last_month.month - 1,
-    )
-    months = last_i - first_i + 1
-    half = first_i + months // 2
-    as_of_i = as_of.year * 12 + as_of.month - 1
-    rows = turnover.select(
-        "client_id",
-        month_index("turnover_month").alias("_month"),
-        pl.col("net_revenue_reporting").cast(pl.Float64).alias("_net"),
-        pl.col("margin_reporting").cast(pl.Float64).alias("_margin"),
-        pl.col("invoice_count").cast(pl.Int64).alias("_invoices"),
-        pl.col("last_invoice_date").alias("_last_invoice"),
-    ).filter(pl.col("_month") <= as_of_i)
-    in_window = pl.col("_month").is_between(first_i, last_i)
-    net_in = pl.when(in_window).then(pl.col("_net")).otherwise(0.0)
-    # Population variance over all window months, zero months included: E[x^2] - E[x]^2.
-    mean = net_in.sum() / months
-    variance = ((pl.when(in_window).then(pl.col("_net") ** 2).otherwise(0.0)).sum() / months - mean**2).clip(
-        0
-    )
-    profile = rows.group_by("client_id").agg(
-        pl.col("_net").sum().alias("lifetime_turnover_reporting"),
-        pl.col("_margin").sum().alias("lifetime_margin_reporting"),
-        net_in.sum().alias("turnover_reporting"),
-        pl.when(in_window).then(pl.col("_margin")).otherwise(0.0).sum().alias("margin_reporting"),
-        (in_window & (pl.col("_net") != 0)).sum().cast(pl.Int64).alias("active_months"),
-        mean.alias("monthly_turnover_mean_reporting"),
-        _ratio(variance.sqrt(), mean).alias("monthly_turnover_cv"),
-        pl.when(in_window).then(pl.col("_invoices")).otherwise(0).sum().alias("invoice_count"),
-        pl.col("_last_invoice").filter(pl.col("_last_invoice") <= as_of).max().alias("last_invoice_date"),
-        pl.when(pl.col("_month").is_between(first_i, half - 1))
-        .then(pl.col("_net"))
-        .otherwise(0.0)
-        .sum()
-        .alias("turnover_first_half_reporting"),
-        pl.when(pl.col("_month").is_between(half, last_i))
-        .then(pl.col("_net"))
-        .otherwise(0.0)
-        .sum()
-        .alias("turnover_second_half_reporting"),
-    )
-    zero_float = [
-        "lifetime_turnover_reporting",
-        "lifetime_margin_reporting",
-        "turnover_reporting",
-        "margin_reporting",
-        "monthly_turnover_mean_reporting",
-        "turnover_first_half_reporting",
-        "turnover_second_half_reporting",
-    ]
-    return client_ids.join(profile, on="client_id", how="left").with_columns(
-        *[pl.col(c).fill_null(0.0) for c in zero_float],
-        pl.col("active_months").fill_null(0),
-        pl.col("invoice_count").fill_null(0),
+        "case when duration_minutes is not null and duration_minutes > 0 "
+        "then cast(duration_minutes as double) / 60 "
+        f"else {f'case activity_type {by_type} else {default} end' if by_type else default} end"
     )
 
 
@@ -291,16 +213,99 @@ def growth_trend(first_half: str, second_half: str, band: float) -> pl.Expr:
     )
 
 
-def client_discounts(lines: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
-    """Net and list value of each client's invoice lines up to the as-of date (credit notes aside)."""
-    return (
-        lines.filter(~pl.col("is_credit_note").fill_null(False) & (pl.col("issue_date") <= as_of))
-        .group_by("client_id")
-        .agg(
-            pl.col("net_amount_reporting").cast(pl.Float64).sum().alias("_net_value"),
-            pl.col("list_amount_reporting").cast(pl.Float64).sum().alias("_list_value"),
+# --------------------------------------------------------------------------------------------- SQL
+
+CLIENT_SOURCES = ("dim_clients", "turnover", "lines", "activities")
+"""The inputs, read by SQL (`transforms.sql.Tables`): marts.dim_clients, marts.fct_client_turnover,
+intermediate.int_invoice_lines_converted, staging.stg_crm__activities. Only their per-client aggregates
+come to Polars."""
+
+
+def _month_index_sql(column: str) -> str:
+    return f"(year({column}) * 12 + month({column}) - 1)"
+
+
+def client_turnover_profile_sql(first_month: date, last_month: date, as_of: date) -> str:
+    """Per client of `{turnover}` (months up to the as-of month): lifetime and window totals, XYZ
+    statistics, half-window trend, RFM inputs. Sums of the DECIMAL amounts are exact, then DOUBLE;
+    clients without turnover rows are absent (the caller fills their zeros)."""
+    first_i = first_month.year * 12 + first_month.month - 1
+    last_i = last_month.year * 12 + last_month.month - 1
+    months = last_i - first_i + 1
+    half = first_i + months // 2
+    as_of_i = as_of.year * 12 + as_of.month - 1
+    return f"""
+        with rows as (
+            select client_id, {_month_index_sql("turnover_month")} as month_i, net_revenue_reporting as net,
+                margin_reporting as margin, cast(net_revenue_reporting as double) as net_double,
+                invoice_count, last_invoice_date
+            from {{turnover}}
+            where {_month_index_sql("turnover_month")} <= {as_of_i}
+        ),
+        sums as (
+            select client_id,
+                cast(sum(net) as double) as lifetime_turnover_reporting,
+                cast(sum(margin) as double) as lifetime_margin_reporting,
+                cast(coalesce(sum(net) filter (where month_i between {first_i} and {last_i}), 0) as double)
+                    as turnover_reporting,
+                cast(coalesce(sum(margin) filter (where month_i between {first_i} and {last_i}), 0) as double)
+                    as margin_reporting,
+                count(*) filter (where month_i between {first_i} and {last_i} and net <> 0) as active_months,
+                coalesce(
+                    fsum(net_double * net_double) filter (where month_i between {first_i} and {last_i}), 0
+                ) as net_squares,
+                cast(coalesce(sum(invoice_count) filter (where month_i between {first_i} and {last_i}), 0)
+                    as bigint) as invoice_count,
+                max(last_invoice_date) filter (where last_invoice_date <= {date_literal(as_of)})
+                    as last_invoice_date,
+                cast(coalesce(sum(net) filter (where month_i between {first_i} and {half - 1}), 0) as double)
+                    as turnover_first_half_reporting,
+                cast(coalesce(sum(net) filter (where month_i between {half} and {last_i}), 0) as double)
+                    as turnover_second_half_reporting
+            from rows
+            group by client_id
         )
-    )
+        select * exclude (net_squares, variance),
+            case when monthly_turnover_mean_reporting > 0
+                then sqrt(variance) / monthly_turnover_mean_reporting end as monthly_turnover_cv
+        from (
+            select *,
+                -- Population variance over all window months, zero months included: E[x^2] - E[x]^2.
+                greatest(net_squares / {months} - monthly_turnover_mean_reporting ** 2, 0) as variance
+            from (select *, turnover_reporting / {months} as monthly_turnover_mean_reporting from sums)
+        )
+    """
+
+
+def client_discounts_sql(as_of: date) -> str:
+    """Net and list value of each client's invoice lines (`{lines}`) up to the as-of date (credit notes
+    aside)."""
+    return f"""
+        select client_id, cast(sum(net_amount_reporting) as double) as _net_value,
+            cast(sum(list_amount_reporting) as double) as _list_value
+        from {{lines}}
+        where not coalesce(is_credit_note, false) and issue_date <= {date_literal(as_of)}
+        group by client_id
+    """
+
+
+def client_effort_sql(
+    first_month: date, last_month: date, as_of: date, settings: SegmentationSettings
+) -> str:
+    """Effort per client over the window (`{activities}`): hours (`effort_hours_sql`), activity count,
+    activities counted without duration."""
+    first_i = first_month.year * 12 + first_month.month - 1
+    last_i = last_month.year * 12 + last_month.month - 1
+    day = "cast(occurred_at as date)"
+    return f"""
+        select client_id, fsum({effort_hours_sql(settings)}) as effort_hours, count(*) as activity_count,
+            count(*) filter (where duration_minutes is null or duration_minutes <= 0)
+                as activities_without_duration
+        from {{activities}}
+        where client_id is not null and {day} <= {date_literal(as_of)}
+            and {_month_index_sql(day)} between {first_i} and {last_i}
+        group by client_id
+    """
 
 
 # --------------------------------------------------------------------------------------------- result
@@ -317,13 +322,50 @@ def client_segments(
     """One row per client of `dim_clients`: ABC, XYZ, RFM, trend, effort, headroom, price sensitivity.
 
     Inputs: `marts.dim_clients`, `marts.fct_client_turnover`, `intermediate.int_invoice_lines_converted`,
-    `staging.stg_crm__activities` (column subsets are enough; see the selects).
+    `staging.stg_crm__activities` (column subsets are enough; see the SQL).
     """
+    sources = {"dim_clients": clients, "turnover": turnover, "lines": lines, "activities": activities}
+    with frame_tables(sources) as t:
+        return client_segments_from_tables(t, as_of, settings)
+
+
+def client_segments_from_tables(
+    t: Tables, as_of: date, settings: SegmentationSettings | None = None
+) -> pl.LazyFrame:
+    """`client_segments` with `CLIENT_SOURCES` bound in `t`: per-client aggregates in DuckDB, the classes,
+    scores and peer figures in Polars."""
     s = settings or SegmentationSettings()
     first_month, last_month = analysis_window(as_of, s.analysis_months)
-    dims = client_dimensions(clients)
-    profile = client_turnover_profile(turnover, dims.select("client_id"), first_month, last_month, as_of)
-    discounts = client_discounts(lines, as_of)
+    dims = client_dimensions(
+        t.frame(
+            "select client_id, industry, use_case, segment, revenue_band, is_deleted, merged_into_client_id "
+            "from {dim_clients}"
+        ).lazy()
+    )
+    zero_float = [
+        "lifetime_turnover_reporting",
+        "lifetime_margin_reporting",
+        "turnover_reporting",
+        "margin_reporting",
+        "monthly_turnover_mean_reporting",
+        "turnover_first_half_reporting",
+        "turnover_second_half_reporting",
+    ]
+    profile = (
+        dims.select("client_id")
+        .join(
+            t.frame(client_turnover_profile_sql(first_month, last_month, as_of)).lazy(),
+            on="client_id",
+            how="left",
+        )
+        .with_columns(
+            *[pl.col(c).fill_null(0.0) for c in zero_float],
+            pl.col("active_months").fill_null(0),
+            pl.col("invoice_count").fill_null(0),
+        )
+    )
+    discounts = t.frame(client_discounts_sql(as_of)).lazy()
+    effort = t.frame(client_effort_sql(first_month, last_month, as_of, s)).lazy()
     book_depth = discount_depth(pl.col("_net_value").sum(), pl.col("_list_value").sum())
     invoiced = pl.col("last_invoice_date").is_not_null()
     effort_pool = pl.col("effort_hours") > 0
@@ -333,7 +375,7 @@ def client_segments(
 
     segments = (
         dims.join(profile, on="client_id", how="left")
-        .join(client_effort(activities, first_month, last_month, as_of, s), on="client_id", how="left")
+        .join(effort, on="client_id", how="left")
         .join(discounts, on="client_id", how="left")
         .with_columns(
             pl.col("effort_hours").fill_null(0.0),

@@ -31,6 +31,10 @@ Definitions (see `docs/client_base.md` for the reasons):
 - **Focus rank** within a grouping: weighted mean of the percentile ranks of revenue per lead, headroom
   and resilience score (weights configurable); 1 = where a lead is worth most. Beside it the current
   share of lead inflow, to show how today's mix differs.
+
+Where it runs: invoice lines and deals are summed per client x business line (and the first invoice
+per deal) in DuckDB SQL (`segment_scorecard_from_tables`; DECIMAL sums exact); the groupings,
+estimates and ranks are Polars on those sums.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from datetime import date
 import polars as pl
 
 from transforms.client_base import UNKNOWN, _ratio, discount_depth, month_index, month_of_index
+from transforms.sql import Tables, date_literal, frame_tables
 
 GROUPINGS: dict[str, tuple[str, ...]] = {
     "industry_use_case": ("industry", "use_case"),
@@ -85,6 +90,37 @@ def _month_end(first_day: date) -> date:
     return _shift_months(first_day, 1) - timedelta(days=1)
 
 
+_CRISIS_COLUMNS = {
+    "crisis_start": pl.Date,
+    "crisis_end": pl.Date,
+    "baseline_start": pl.Date,
+    "baseline_end": pl.Date,
+    "crisis_inflow_change": pl.Float64,
+    "crisis_window_method": pl.String,
+}
+
+
+def _configured_crisis(s: ScorecardSettings) -> pl.LazyFrame | None:
+    if (s.crisis_start is None) != (s.crisis_end is None):
+        raise ValueError("configure both crisis_start and crisis_end, or neither")
+    if s.crisis_start is None or s.crisis_end is None:
+        return None
+    if s.crisis_end < s.crisis_start:
+        raise ValueError(f"crisis_end {s.crisis_end} is before crisis_start {s.crisis_start}")
+    start, end = s.crisis_start, s.crisis_end
+    return pl.LazyFrame(
+        {
+            "crisis_start": [start],
+            "crisis_end": [end],
+            "baseline_start": [start.replace(year=start.year - 1)],
+            "baseline_end": [end.replace(year=end.year - 1)],
+            "crisis_inflow_change": [None],
+            "crisis_window_method": ["configured"],
+        },
+        schema=_CRISIS_COLUMNS,
+    )
+
+
 def crisis_window(
     deals: pl.LazyFrame, as_of: date, settings: ScorecardSettings | None = None
 ) -> pl.LazyFrame:
@@ -96,39 +132,48 @@ def crisis_window(
     left out); no row values when the history is too short.
     """
     s = settings or ScorecardSettings()
-    if (s.crisis_start is None) != (s.crisis_end is None):
-        raise ValueError("configure both crisis_start and crisis_end, or neither")
-    columns = {
-        "crisis_start": pl.Date,
-        "crisis_end": pl.Date,
-        "baseline_start": pl.Date,
-        "baseline_end": pl.Date,
-        "crisis_inflow_change": pl.Float64,
-        "crisis_window_method": pl.String,
-    }
-    if s.crisis_start is not None and s.crisis_end is not None:
-        if s.crisis_end < s.crisis_start:
-            raise ValueError(f"crisis_end {s.crisis_end} is before crisis_start {s.crisis_start}")
-        start, end = s.crisis_start, s.crisis_end
-        return pl.LazyFrame(
-            {
-                "crisis_start": [start],
-                "crisis_end": [end],
-                "baseline_start": [start.replace(year=start.year - 1)],
-                "baseline_end": [end.replace(year=end.year - 1)],
-                "crisis_inflow_change": [None],
-                "crisis_window_method": ["configured"],
-            },
-            schema=columns,
-        )
-    n = s.crisis_months
-    last_complete = as_of.year * 12 + as_of.month - 2
+    configured = _configured_crisis(s)
+    if configured is not None:
+        return configured
     monthly = (
         deals.filter(pl.col("created_at").dt.date() <= as_of)
         .group_by(month_index(pl.col("created_at").dt.date()).alias("month"))
         .agg(pl.len().cast(pl.Float64).alias("created"))
         .collect()
     )
+    return crisis_window_from_months(monthly, as_of, s)
+
+
+MONTHLY_CREATED_SQL = """
+    select year(cast(created_at as date)) * 12 + month(cast(created_at as date)) - 1 as month,
+        cast(count(*) as double) as created
+    from {deals}
+    where cast(created_at as date) <= {as_of}
+    group by month
+"""
+"""Deals created per month index (`month_index`) up to the as-of date: the input of
+`crisis_window_from_months`."""
+
+
+def crisis_window_from_tables(
+    t: Tables, as_of: date, settings: ScorecardSettings | None = None
+) -> pl.LazyFrame:
+    """`crisis_window` with `{deals}` (marts.dim_deals) bound in `t`: the monthly counts come from SQL."""
+    s = settings or ScorecardSettings()
+    configured = _configured_crisis(s)
+    if configured is not None:
+        return configured
+    return crisis_window_from_months(t.frame(MONTHLY_CREATED_SQL, as_of=date_literal(as_of)), as_of, s)
+
+
+def crisis_window_from_months(
+    monthly: pl.DataFrame, as_of: date, settings: ScorecardSettings | None = None
+) -> pl.LazyFrame:
+    """`crisis_window` (detected) from the deals created per month (month, created)."""
+    s = settings or ScorecardSettings()
+    columns = _CRISIS_COLUMNS
+    n = s.crisis_months
+    last_complete = as_of.year * 12 + as_of.month - 2
     if monthly.is_empty():
         return pl.LazyFrame(schema=columns)
     first_full = int(monthly["month"].min()) + 1
@@ -162,27 +207,54 @@ def crisis_window(
 
 # --------------------------------------------------------------------------------------------- facts
 
+SCORECARD_SOURCES = ("lines", "deals")
+"""The large inputs, read by SQL (`transforms.sql.Tables`): intermediate.int_invoice_lines_converted and
+marts.dim_deals. Only their per client x business line (and per deal) aggregates come to Polars."""
+
+
+_DEAL_LINES_SQL = """
+    left join (select deal_id, business_line from {deals}) as deals on lines.deal_id = deals.deal_id
+"""
+
+
+def _category_lines_sql(groups: str) -> str:
+    """Per product category: the business line that carries most of its deal-attributed turnover
+    (absolute net amounts; ties to the first line name). `groups`: product_category, deal_line, abs_net."""
+    return f"""
+        select product_category, deal_line as category_line
+        from (
+            select product_category, deal_line,
+                row_number() over (
+                    partition by product_category order by sum(abs_net) desc, deal_line
+                ) as rank
+            from ({groups})
+            where deal_line is not null
+            group by product_category, deal_line
+        )
+        where rank = 1
+    """
+
 
 def attribute_business_line(lines: pl.LazyFrame, deals: pl.LazyFrame) -> pl.LazyFrame:
     """Invoice lines with a `business_line`: the deal's, else the category's main line, else unattributed."""
-    with_deal = lines.join(
-        deals.select("deal_id", pl.col("business_line").alias("_deal_line")), on="deal_id", how="left"
-    )
-    category_line = (
-        with_deal.filter(pl.col("_deal_line").is_not_null())
-        .group_by("product_category", "_deal_line")
-        .agg(pl.col("net_amount_reporting").cast(pl.Float64).abs().sum().alias("_value"))
-        .sort(["product_category", "_value", "_deal_line"], descending=[False, True, False])
-        .group_by("product_category", maintain_order=True)
-        .agg(pl.col("_deal_line").first().alias("_category_line"))
-    )
-    return (
-        with_deal.join(category_line, on="product_category", how="left")
-        .with_columns(
-            pl.coalesce("_deal_line", "_category_line", pl.lit(UNATTRIBUTED)).alias("business_line")
+    with frame_tables({"lines": lines, "deals": deals}) as t:
+        t.materialize(
+            "category_lines",
+            _category_lines_sql(
+                "select lines.product_category, deals.business_line as deal_line, "
+                f"abs(lines.net_amount_reporting) as abs_net from {{lines}} as lines {_DEAL_LINES_SQL}"
+            ),
         )
-        .drop("_deal_line", "_category_line")
-    )
+        return t.frame(
+            f"""
+            select lines.*,
+                coalesce(deals.business_line, category_lines.category_line, '{UNATTRIBUTED}') as business_line
+            from {{lines}} as lines
+            {_DEAL_LINES_SQL}
+            left join {{category_lines}} as category_lines
+                on lines.product_category = category_lines.product_category
+            """
+        ).lazy()
 
 
 def _with_client_dims(frame: pl.LazyFrame, segments: pl.LazyFrame) -> pl.LazyFrame:
@@ -192,31 +264,137 @@ def _with_client_dims(frame: pl.LazyFrame, segments: pl.LazyFrame) -> pl.LazyFra
     )
 
 
-def price_observations(lines: pl.LazyFrame, deals: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
-    """One row per won deal with an invoice: list value and price level of its first invoice (EUR)."""
-    return (
-        lines.filter(
-            ~pl.col("is_credit_note").fill_null(False)
-            & pl.col("deal_id").is_not_null()
-            & (pl.col("issue_date") <= as_of)
-        )
-        .filter(pl.col("issue_date") == pl.col("issue_date").min().over("deal_id"))
-        .group_by("deal_id")
-        .agg(
-            pl.col("client_id").first(),
-            pl.col("net_amount_reporting").cast(pl.Float64).sum().alias("net_value"),
-            pl.col("list_amount_reporting").cast(pl.Float64).sum().alias("list_value"),
-        )
-        .join(deals.select("deal_id", "business_line"), on="deal_id", how="inner")
-        .filter((pl.col("net_value") > 0) & (pl.col("list_value") > 0))
-        .select(
-            "deal_id",
-            "client_id",
-            "business_line",
-            pl.col("list_value").log().alias("log_volume"),
-            (pl.col("net_value") / pl.col("list_value")).log().alias("log_price_level"),
-        )
+def _date_sql(day: date | None) -> str:
+    return date_literal(day) if day is not None else "cast(null as date)"
+
+
+def _line_facts(t: Tables, window: dict[str, date | None], as_of: date) -> pl.DataFrame:
+    """Per client x business line of the invoice lines (attributed as `attribute_business_line` does;
+    sums exact): turnover and margin up to the as-of month (lifetime, analysis window, crisis and
+    baseline; `has_turnover`), and net and list value of the invoice lines up to the as-of date, credit
+    notes aside (`has_price_lines`). One read of the lines."""
+    as_of_month = date_literal(as_of.replace(day=1))
+
+    def months(start: str, end: str) -> str:
+        return f"turnover_month <= {as_of_month} and turnover_month between {start} and {end}"
+
+    win = (_date_sql(window["window_start_month"]), _date_sql(window["window_end_month"]))
+    crisis = (_date_sql(window["crisis_start"]), _date_sql(window["crisis_end"]))
+    base = (_date_sql(window["baseline_start"]), _date_sql(window["baseline_end"]))
+    priced = f"not coalesce(is_credit_note, false) and issue_date <= {date_literal(as_of)}"
+    net, margin = "net_amount_reporting", "margin_reporting"
+    # Per client x deal line x product category: enough to attribute every line and to sum.
+    t.materialize(
+        "line_groups",
+        f"""
+        select lines.client_id, deals.business_line as deal_line, lines.product_category,
+            sum(abs({net})) as abs_net,
+            count(*) filter (where turnover_month <= {as_of_month}) as turnover_rows,
+            sum({net}) filter (where turnover_month <= {as_of_month}) as lifetime_net,
+            sum({margin}) filter (where turnover_month <= {as_of_month}) as lifetime_margin,
+            sum({net}) filter (where {months(*win)}) as window_net,
+            sum({margin}) filter (where {months(*win)}) as window_margin,
+            sum({net}) filter (where {months(*crisis)}) as crisis_net,
+            sum({net}) filter (where {months(*base)}) as baseline_net,
+            count(*) filter (where {priced}) as priced_rows,
+            sum({net}) filter (where {priced}) as priced_net,
+            sum(list_amount_reporting) filter (where {priced}) as priced_list
+        from {{lines}} as lines
+        {_DEAL_LINES_SQL}
+        group by lines.client_id, deal_line, lines.product_category
+        """,
     )
+    t.materialize(
+        "category_lines",
+        _category_lines_sql("select product_category, deal_line, abs_net from {line_groups}"),
+    )
+    return t.frame(
+        f"""
+        select client_id, business_line,
+            sum(turnover_rows) > 0 as has_turnover,
+            cast(sum(lifetime_net) as double) as lifetime_net,
+            cast(sum(lifetime_margin) as double) as lifetime_margin,
+            cast(coalesce(sum(window_net), 0) as double) as window_net,
+            cast(coalesce(sum(window_margin), 0) as double) as window_margin,
+            cast(coalesce(sum(crisis_net), 0) as double) as crisis_net,
+            cast(coalesce(sum(baseline_net), 0) as double) as baseline_net,
+            sum(priced_rows) > 0 as has_price_lines,
+            cast(sum(priced_net) as double) as net_amount_reporting,
+            cast(sum(priced_list) as double) as list_amount_reporting
+        from (
+            select line_groups.*,
+                coalesce(deal_line, category_lines.category_line, '{UNATTRIBUTED}') as business_line
+            from {{line_groups}} as line_groups
+            left join {{category_lines}} as category_lines
+                on line_groups.product_category = category_lines.product_category
+        )
+        group by client_id, business_line
+        """
+    )
+
+
+def _deal_facts(t: Tables, window: dict[str, date | None], as_of: date) -> pl.LazyFrame:
+    """Per client x business line of the deals created up to the as-of date: created, won and lost in
+    the analysis window (with the won amounts' sum and count), created in the crisis window and its
+    baseline, won and closed in each."""
+    created = "cast(created_at as date)"
+    closed = "cast(coalesce(won_at, lost_at) as date)"
+
+    def between(day: str, start: date | None, end: date | None) -> str:
+        return f"{day} between {_date_sql(start)} and {_date_sql(end)}"
+
+    win = (window["window_start_month"], _month_end(window["window_end_month"]))
+    crisis = (window["crisis_start"], window["crisis_end"])
+    base = (window["baseline_start"], window["baseline_end"])
+    won_in_window = f"{between(closed, *win)} and status = 'won'"
+    return t.frame(
+        f"""
+        select client_id, business_line,
+            count(*) filter (where {between(created, *win)}) as deals_created,
+            count(*) filter (where {won_in_window}) as deals_won,
+            count(*) filter (where {between(closed, *win)} and status = 'lost') as deals_lost,
+            cast(sum(amount_reporting) filter (where {won_in_window}) as double) as won_amount_sum,
+            count(amount_reporting) filter (where {won_in_window}) as won_amount_count,
+            count(*) filter (where {between(created, *crisis)}) as crisis_created,
+            count(*) filter (where {between(created, *base)}) as baseline_created,
+            count(*) filter (where {between(closed, *crisis)} and status = 'won') as crisis_won,
+            count(*) filter (where {between(closed, *crisis)} and status in ('won', 'lost'))
+                as crisis_closed,
+            count(*) filter (where {between(closed, *base)} and status = 'won') as baseline_won,
+            count(*) filter (where {between(closed, *base)} and status in ('won', 'lost'))
+                as baseline_closed
+        from {{deals}}
+        where {created} <= {date_literal(as_of)}
+        group by client_id, business_line
+        """
+    ).lazy()
+
+
+def _price_observations(t: Tables, as_of: date) -> pl.LazyFrame:
+    """One row per deal with an invoice: list value and price level of its first invoice (EUR)."""
+    return t.frame(
+        f"""
+        select first_invoices.deal_id, first_invoices.client_id, deals.business_line,
+            ln(list_value) as log_volume, ln(net_value / list_value) as log_price_level
+        from (
+            select deal_id, any_value(client_id) as client_id,
+                cast(sum(net_amount_reporting) as double) as net_value,
+                cast(sum(list_amount_reporting) as double) as list_value
+            from (
+                select deal_id, client_id, net_amount_reporting, list_amount_reporting, issue_date,
+                    min(issue_date) over (partition by deal_id) as first_issue_date
+                from {{lines}}
+                where not coalesce(is_credit_note, false) and deal_id is not null
+                    and issue_date <= {date_literal(as_of)}
+            )
+            where issue_date = first_issue_date
+            group by deal_id
+        ) as first_invoices
+        inner join (select deal_id, business_line from {{deals}}) as deals
+            on first_invoices.deal_id = deals.deal_id
+        where net_value > 0 and list_value > 0
+        """
+    ).lazy()
 
 
 # --------------------------------------------------------------------------------------------- estimates
@@ -287,36 +465,22 @@ def discount_depth_estimate(lines: pl.LazyFrame, keys: list[str]) -> pl.LazyFram
 # --------------------------------------------------------------------------------------------- scorecard
 
 
-def _in_range(column: pl.Expr, start: pl.Expr, end: pl.Expr) -> pl.Expr:
-    return column.is_not_null() & (column >= start) & (column <= end)
-
-
-def _grouping_frame(
-    name: str,
-    keys: tuple[str, ...],
-    facts: dict[str, pl.LazyFrame],
-    window: dict[str, date | None],
-) -> pl.LazyFrame:
+def _grouping_frame(name: str, keys: tuple[str, ...], facts: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     # The total row groups by a constant column, so every grouping takes the same path.
     k = list(keys) or ["_all"]
     facts = {n: f.with_columns(pl.lit(TOTAL_LABEL).alias("_all")) for n, f in facts.items()}
-    win_start, win_end = pl.lit(window["window_start_month"]), pl.lit(window["window_end_month"])
-    win_end_day = pl.lit(_month_end(window["window_end_month"]))
-    crisis_start, crisis_end = pl.lit(window["crisis_start"], pl.Date), pl.lit(window["crisis_end"], pl.Date)
-    base_start, base_end = pl.lit(window["baseline_start"], pl.Date), pl.lit(window["baseline_end"], pl.Date)
 
-    # Month facts are first days of months; a month is in a period when its first day is.
-    month = pl.col("turnover_month")
+    # Per client x line sums (`_line_facts`, `_deal_facts`) add up to any grouping of clients and lines.
     turnover = (
-        facts["monthly"]
+        facts["turnover"]
         .group_by(k)
         .agg(
-            pl.col("net").sum().alias("lifetime_turnover_reporting"),
-            pl.col("margin").sum().alias("lifetime_margin_reporting"),
-            pl.col("net").filter(_in_range(month, win_start, win_end)).sum().alias("turnover_reporting"),
-            pl.col("margin").filter(_in_range(month, win_start, win_end)).sum().alias("margin_reporting"),
-            pl.col("net").filter(_in_range(month, crisis_start, crisis_end)).sum().alias("_crisis_turnover"),
-            pl.col("net").filter(_in_range(month, base_start, base_end)).sum().alias("_baseline_turnover"),
+            pl.col("lifetime_net").sum().alias("lifetime_turnover_reporting"),
+            pl.col("lifetime_margin").sum().alias("lifetime_margin_reporting"),
+            pl.col("window_net").sum().alias("turnover_reporting"),
+            pl.col("window_margin").sum().alias("margin_reporting"),
+            pl.col("crisis_net").sum().alias("_crisis_turnover"),
+            pl.col("baseline_net").sum().alias("_baseline_turnover"),
         )
     )
     members = facts["members_by_line"] if "business_line" in keys else facts["members"]
@@ -335,34 +499,21 @@ def _grouping_frame(
         pl.col("is_high_effort_low_return").sum().cast(pl.Int64).alias("high_effort_low_return_client_count"),
         pl.col("headroom_reporting").sum().alias("headroom_reporting"),
     )
-    created = pl.col("created_at").dt.date()
-    closed = pl.coalesce(pl.col("won_at"), pl.col("lost_at")).dt.date()
-    is_won, is_lost = pl.col("status") == "won", pl.col("status") == "lost"
-
-    def closed_in(start: pl.Expr, end: pl.Expr, outcome: pl.Expr) -> pl.Expr:
-        return (_in_range(closed, start, end) & outcome).sum()
-
+    won_count = pl.col("won_amount_count").sum()
     funnel = (
         facts["deals"]
         .group_by(k)
         .agg(
-            _in_range(created, win_start, win_end_day).sum().cast(pl.Int64).alias("deals_created"),
-            closed_in(win_start, win_end_day, is_won).cast(pl.Int64).alias("deals_won"),
-            closed_in(win_start, win_end_day, is_lost).cast(pl.Int64).alias("deals_lost"),
-            pl.col("amount_reporting")
-            .cast(pl.Float64)
-            .filter(_in_range(closed, win_start, win_end_day) & is_won)
-            .mean()
+            pl.col("deals_created").sum().cast(pl.Int64),
+            pl.col("deals_won").sum().cast(pl.Int64),
+            pl.col("deals_lost").sum().cast(pl.Int64),
+            pl.when(won_count > 0)
+            .then(pl.col("won_amount_sum").sum() / won_count)
             .alias("average_won_deal_reporting"),
-            _in_range(created, crisis_start, crisis_end).sum().alias("_crisis_created"),
-            _in_range(created, base_start, base_end).sum().alias("_baseline_created"),
-            _ratio(
-                closed_in(crisis_start, crisis_end, is_won),
-                closed_in(crisis_start, crisis_end, is_won | is_lost),
-            ).alias("crisis_win_rate"),
-            _ratio(
-                closed_in(base_start, base_end, is_won), closed_in(base_start, base_end, is_won | is_lost)
-            ).alias("baseline_win_rate"),
+            pl.col("crisis_created").sum().alias("_crisis_created"),
+            pl.col("baseline_created").sum().alias("_baseline_created"),
+            _ratio(pl.col("crisis_won").sum(), pl.col("crisis_closed").sum()).alias("crisis_win_rate"),
+            _ratio(pl.col("baseline_won").sum(), pl.col("baseline_closed").sum()).alias("baseline_win_rate"),
         )
     )
     return (
@@ -408,34 +559,37 @@ def segment_scorecard(
     invoice lines (`intermediate.int_invoice_lines_converted`), `marts.dim_deals`, and the one-row
     `crisis_window` frame.
     """
+    with frame_tables({"lines": lines, "deals": deals}) as t:
+        return segment_scorecard_from_tables(t, segments, crisis, as_of, settings)
+
+
+def segment_scorecard_from_tables(
+    t: Tables,
+    segments: pl.LazyFrame,
+    crisis: pl.LazyFrame,
+    as_of: date,
+    settings: ScorecardSettings | None = None,
+) -> pl.LazyFrame:
+    """`segment_scorecard` with `SCORECARD_SOURCES` bound in `t`: invoice lines and deals are summed per
+    client x business line in DuckDB (and the first invoice per deal), the groupings, estimates and ranks
+    computed in Polars."""
     s = settings or ScorecardSettings()
-    as_of_month = as_of.replace(day=1)
-    attributed = _with_client_dims(attribute_business_line(lines, deals), segments)
-    monthly = (
-        attributed.filter(pl.col("turnover_month") <= as_of_month)
-        .group_by("client_id", "industry", "use_case", "segment", "business_line", "turnover_month")
-        .agg(
-            pl.col("net_amount_reporting").cast(pl.Float64).sum().alias("net"),
-            pl.col("margin_reporting").cast(pl.Float64).sum().alias("margin"),
-        )
-    )
-    client_lines = monthly.select("client_id", "business_line").unique()
-    segment_rows = segments.drop("business_line", strict=False)
-    deal_facts = _with_client_dims(deals.filter(pl.col("created_at").dt.date() <= as_of), segments)
-    price_lines = attributed.filter(
-        ~pl.col("is_credit_note").fill_null(False) & (pl.col("issue_date") <= as_of)
-    )
-    observations = _with_client_dims(price_observations(lines, deals, as_of), segments)
     window = _window(segments, crisis)
+    line_facts = _line_facts(t, window, as_of)
+    turnover = _with_client_dims(line_facts.filter("has_turnover").lazy(), segments)
+    price_lines = _with_client_dims(line_facts.filter("has_price_lines").lazy(), segments)
+    client_lines = line_facts.filter("has_turnover").select("client_id", "business_line").lazy()
+    segment_rows = segments.drop("business_line", strict=False)
+    observations = _with_client_dims(_price_observations(t, as_of), segments)
     facts = {
-        "monthly": monthly,
+        "turnover": turnover,
         "members": segment_rows,
         "members_by_line": segment_rows.join(client_lines, on="client_id", how="inner"),
-        "deals": deal_facts,
+        "deals": _with_client_dims(_deal_facts(t, window, as_of), segments),
         "price_lines": price_lines,
         "observations": observations,
     }
-    frames = [_grouping_frame(name, keys, facts, window) for name, keys in GROUPINGS.items()]
+    frames = [_grouping_frame(name, keys, facts) for name, keys in GROUPINGS.items()]
     w = window
     threshold = s.elastic_threshold
     if threshold is None:

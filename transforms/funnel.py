@@ -25,6 +25,12 @@ Definitions (see `docs/funnel.md` for the reasons):
   and repeated on every stage row of that group: do not sum them over stages.
 - **Status** comes from the deal's last stage event on or before the as-of date, so the figures of a
   past as-of date are rebuilt from the events before it.
+
+Where it runs: the deal-level work (events, outcomes, reach per deal x stage, spells, their counts,
+quantiles and sums per period) is DuckDB SQL over the deal sources (`transforms.sql`: the warehouse's
+relations in the assets, literal frames in tests), so only aggregates come to Polars, which builds the
+grid, the chained conversions and the ratios. Sums of floats run in another order than before, so
+figures may differ in the last bits (compare with a tolerance, never bit for bit).
 """
 
 from __future__ import annotations
@@ -64,18 +70,6 @@ DEAL_SOURCES = ("transitions", "dim_deals", "dim_clients")
 dim_clients. Stages and targets are small Polars frames."""
 
 
-def deal_attributes(dim_deals: pl.LazyFrame, dim_clients: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per deal: business line, client segment ('unknown' without a client), creation, amount."""
-    segments = dim_clients.select("client_id", "segment")
-    return dim_deals.join(segments, on="client_id", how="left").select(
-        "deal_id",
-        "business_line",
-        pl.col("segment").fill_null(UNKNOWN_SEGMENT),
-        "created_at",
-        pl.col("amount_reporting").cast(pl.Float64),
-    )
-
-
 def funnel_stages(stages: pl.LazyFrame) -> pl.LazyFrame:
     """One row per shown stage per view: `view_business_line` is the pipeline, or '(all)' for the stages
     shared by every pipeline at the same position plus won. `next_stage_order` is the pipeline order of
@@ -111,12 +105,12 @@ def funnel_stages(stages: pl.LazyFrame) -> pl.LazyFrame:
 
 # SQL over the deal sources. `{end}` is midnight after the as-of date: events on or before it count.
 
-DAYS_PER_MICROSECOND = "/ 1000000 / 86400"
+_MICROSECONDS_TO_DAYS = "/ 1000000 / 86400"
 
 
 def days_sql(later: str, earlier: str) -> str:
     """Days between two timestamps, fractional, as `_days` computes them (microseconds / 1e6 / 86400)."""
-    return f"(cast(date_diff('microsecond', {earlier}, {later}) as double) {DAYS_PER_MICROSECOND})"
+    return f"(cast(date_diff('microsecond', {earlier}, {later}) as double) {_MICROSECONDS_TO_DAYS})"
 
 
 EVENTS_SQL = """
@@ -126,13 +120,14 @@ EVENTS_SQL = """
     where changed_at < {end}
 """
 
-DEALS_SQL = """
-    select deals.deal_id, deals.business_line, coalesce(clients.segment, 'unknown') as segment,
+DEALS_SQL = f"""
+    select deals.deal_id, deals.business_line, coalesce(clients.segment, '{UNKNOWN_SEGMENT}') as segment,
         deals.created_at, cast(deals.amount_reporting as double) as amount_reporting
-    from {dim_deals} as deals
-    left join (select client_id, segment from {dim_clients}) as clients
+    from {{dim_deals}} as deals
+    left join (select client_id, segment from {{dim_clients}}) as clients
         on deals.client_id = clients.client_id
 """
+"""One row per deal: business line, client segment ('unknown' without a client), creation, amount."""
 
 # One row per deal with stage history: status from its last event on or before the as-of date.
 OUTCOMES_SQL = """
@@ -151,6 +146,7 @@ OUTCOMES_SQL = """
         group by deal_id
     ) as last_events on deals.deal_id = last_events.deal_id
 """
+
 
 def _deal_reach_sql(shown: pl.DataFrame) -> str:
     """One row per deal with history: its furthest entered order, for every shown stage order o the
@@ -417,7 +413,7 @@ def _stage_fill(t: Tables, calendar: pl.LazyFrame) -> pl.LazyFrame:
         f"""
         select period_grain, period_start, {labels}, stage_id,
             count(*) as open_deal_count,
-            sum(amount_reporting) as open_amount_reporting,
+            fsum(amount_reporting) as open_amount_reporting,
             count(*) filter (
                 where date_diff('day', cast(entered_at as date), fill_date) > sla_days
             ) as sla_breach_count
@@ -447,8 +443,8 @@ def _deal_figures(t: Tables) -> pl.LazyFrame:
         select period_grain, period_start, {labels},
             count(*) filter (where is_won) as won_count,
             count(*) filter (where not is_won) as lost_count,
-            sum(amount_reporting) filter (where is_won) as won_amount_reporting,
-            sum(amount_reporting) filter (where not is_won) as lost_amount_reporting,
+            fsum(amount_reporting) filter (where is_won) as won_amount_reporting,
+            fsum(amount_reporting) filter (where not is_won) as lost_amount_reporting,
             avg(amount_reporting) filter (where is_won) as average_won_deal_reporting,
             median(cycle_days) as sales_cycle_median_days,
             quantile_cont(cycle_days, 0.8) as sales_cycle_p80_days
@@ -650,7 +646,7 @@ def _cohort_counts(t: Tables, cohort_deals: str) -> pl.LazyFrame:
             count(*) filter (where outcome = 'won') as won_count,
             count(*) filter (where outcome = 'lost') as lost_count,
             count(*) filter (where outcome = 'open') as open_count,
-            sum(amount_reporting) filter (where outcome = 'won') as won_amount_reporting
+            fsum(amount_reporting) filter (where outcome = 'won') as won_amount_reporting
         from ({cohort_deals})
         {group_by}
         """
@@ -687,8 +683,8 @@ def _aalen_johansen(t: Tables, cohort_deals: str) -> pl.LazyFrame:
             from at_risk
         )
         select cohort_month, business_line, segment,
-            sum(survival_before * won_events / at_risk) as won_share_estimated,
-            sum(survival_before * lost_events / at_risk) as lost_share_estimated
+            fsum(survival_before * won_events / at_risk) as won_share_estimated,
+            fsum(survival_before * lost_events / at_risk) as lost_share_estimated
         from survival
         where time_days <= horizon_days
         group by cohort_month, business_line, segment
@@ -799,167 +795,3 @@ def rising_down_the_funnel(
     widening = [pl.col(c) > previous(c) + tolerance for c in non_increasing]
     widening += [pl.col(c) < previous(c) - tolerance for c in non_decreasing]
     return frame.filter(pl.any_horizontal(widening))
-
-# ------------------------------------------------------------------ legacy (being ported to SQL)
-
-_FAR_FUTURE = pl.datetime(9999, 12, 31)
-
-
-def deal_events(transitions: pl.LazyFrame, as_of: date) -> pl.LazyFrame:
-    """The stage changes on or before the as-of date, in order per deal."""
-    return (
-        transitions.filter(pl.col("changed_at") < _end_of_day(as_of))
-        .select(
-            "deal_id",
-            "from_stage_id",
-            "from_stage_days",
-            "to_stage_id",
-            "to_stage_order",
-            "changed_at",
-            "transition_number",
-            "is_to_won",
-            "is_to_lost",
-        )
-        .sort("deal_id", "changed_at", "transition_number")
-    )
-
-def deal_outcomes(events: pl.LazyFrame, deals: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per deal with stage history: line, segment, amount, first entry into the funnel, and its
-    status from the last event (open / won / lost) with the close time."""
-    last_event = events.group_by("deal_id").agg(
-        entered_funnel_at=pl.col("changed_at").min(),
-        last_at=pl.col("changed_at").last(),
-        last_is_won=pl.col("is_to_won").last(),
-        last_is_lost=pl.col("is_to_lost").last(),
-    )
-    return deals.join(last_event, on="deal_id", how="inner").select(
-        "deal_id",
-        "business_line",
-        "segment",
-        "created_at",
-        "amount_reporting",
-        "entered_funnel_at",
-        status=pl.when("last_is_won")
-        .then(pl.lit("won"))
-        .when("last_is_lost")
-        .then(pl.lit("lost"))
-        .otherwise(pl.lit("open")),
-        won_at=pl.when("last_is_won").then("last_at"),
-        lost_at=pl.when("last_is_lost").then("last_at"),
-    )
-
-def deal_stage_reach(events: pl.LazyFrame, outcomes: pl.LazyFrame, stages: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per deal x view x shown stage of its pipeline: when it reached the stage (any-stage and
-    strict), whether it advanced to the next shown stage, dropped out (lost) or is pending (open)."""
-    first_entries = (
-        events.filter(~pl.col("is_to_lost"))
-        .group_by("deal_id", "to_stage_id", "to_stage_order")
-        .agg(first_at=pl.col("changed_at").min())
-    )
-    furthest = first_entries.group_by("deal_id").agg(furthest_order=pl.col("to_stage_order").max())
-    grid = outcomes.join(stages, left_on="business_line", right_on="pipeline_id")
-    # First reach of stage k = earliest first entry into k or a later stage: a suffix minimum over the
-    # deal's entries in stage order, picked for each stage by an as-of join (the next entered order >= k).
-    earliest_from_here = (
-        first_entries.group_by("deal_id", "to_stage_order")
-        .agg(pl.col("first_at").min())
-        .with_columns(
-            reached_at=pl.col("first_at").cum_min(reverse=True).over("deal_id", order_by="to_stage_order")
-        )
-        .select("deal_id", "to_stage_order", "reached_at")
-        .sort("to_stage_order")
-    )
-    reached_any = (
-        grid.select("deal_id", "view_business_line", "stage_id", "stage_order")
-        .sort("stage_order")
-        .join_asof(
-            earliest_from_here,
-            left_on="stage_order",
-            right_on="to_stage_order",
-            by="deal_id",
-            strategy="forward",
-            check_sortedness=False,  # both sides are sorted on the order above
-        )
-        .select("deal_id", "view_business_line", "stage_id", "reached_at")
-    )
-    # Strict: every current stage up to k entered, first entries in stage order (ties allowed).
-    own_stages = stages.filter(pl.col("view_business_line") == pl.col("pipeline_id"))
-    strict = (
-        outcomes.select("deal_id", "business_line")
-        .join(
-            own_stages.select("pipeline_id", "stage_id", "stage_order"),
-            left_on="business_line",
-            right_on="pipeline_id",
-        )
-        .join(
-            first_entries.select("deal_id", pl.col("to_stage_id").alias("stage_id"), "first_at"),
-            on=["deal_id", "stage_id"],
-            how="left",
-        )
-        .sort("deal_id", "stage_order")
-        .with_columns(
-            previous_max_at=pl.col("first_at").cum_max().shift(1).over("deal_id", order_by="stage_order")
-        )
-        .with_columns(
-            is_in_order=pl.col("first_at").is_not_null()
-            & (pl.col("previous_max_at").is_null() | (pl.col("first_at") >= pl.col("previous_max_at")))
-        )
-        .with_columns(
-            is_reached_strict=pl.col("is_in_order").cum_min().over("deal_id", order_by="stage_order")
-        )
-        .select(
-            "deal_id",
-            "stage_id",
-            reached_strict_at=pl.when("is_reached_strict").then("first_at"),
-        )
-    )
-    return (
-        grid.join(reached_any, on=["deal_id", "view_business_line", "stage_id"], how="left")
-        .join(strict, on=["deal_id", "stage_id"], how="left")
-        .join(furthest, on="deal_id", how="left")
-        .filter(pl.col("reached_at").is_not_null() | pl.col("reached_strict_at").is_not_null())
-        .with_columns(
-            has_advanced=pl.when(pl.col("next_stage_order").is_not_null()).then(
-                pl.col("furthest_order") >= pl.col("next_stage_order")
-            )
-        )
-        .with_columns(
-            is_dropped=~pl.col("has_advanced") & (pl.col("status") == "lost"),
-            is_pending=~pl.col("has_advanced") & (pl.col("status") == "open"),
-            is_eventually_won=pl.col("status") == "won",
-        )
-        .select(
-            "deal_id",
-            "business_line",
-            "view_business_line",
-            "segment",
-            "stage_id",
-            "stage_number",
-            "reached_at",
-            "reached_strict_at",
-            "has_advanced",
-            "is_dropped",
-            "is_pending",
-            "is_eventually_won",
-            "amount_reporting",
-            "status",
-            "won_at",
-        )
-    )
-
-def open_spells(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Stays in an open stage: deal, stage, entered and exited (null while open)."""
-    return (
-        events.with_columns(
-            exited_at=pl.col("changed_at")
-            .shift(-1)
-            .over("deal_id", order_by=["changed_at", "transition_number"])
-        )
-        .filter(~pl.col("is_to_won") & ~pl.col("is_to_lost"))
-        .select(
-            "deal_id",
-            pl.col("to_stage_id").alias("stage_id"),
-            pl.col("changed_at").alias("entered_at"),
-            "exited_at",
-        )
-    )

@@ -19,6 +19,10 @@
   credited, amount-weighted (a deal without amount counts the average won deal).
 - **Gap**: what is left of the target after won and pipeline, in leads, spread over the months left of
   the lead arrival window, against the inflow of new leads of the last `inflow_months`.
+
+Where it runs: the counts, medians and sums over deals and their stage reach are DuckDB SQL
+(`lead_requirements_from_tables`, on `transforms.funnel`'s deal facts); Polars computes the rates,
+intervals and the reverse funnel from them.
 """
 
 from __future__ import annotations
@@ -162,7 +166,7 @@ def _average_won_deal(t: Tables, universe: pl.LazyFrame, since: date, settings: 
     segment = t.frame(
         f"""
         select business_line, segment,
-            sum(amount_reporting) as won_amount, count(amount_reporting) as won_with_amount
+            fsum(amount_reporting) as won_amount, count(amount_reporting) as won_with_amount
         from ({won}) group by business_line, segment
         """
     ).lazy()
@@ -302,7 +306,7 @@ def lead_requirements_from_tables(
     won_so_far = t.frame(
         """
         select periods.period_start, outcomes.business_line, outcomes.segment,
-            sum(outcomes.amount_reporting) as won_so_far_reporting
+            fsum(outcomes.amount_reporting) as won_so_far_reporting
         from {outcomes} as outcomes
         inner join {periods} as periods
             on cast(outcomes.won_at as date) between periods.period_start and periods.period_end

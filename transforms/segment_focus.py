@@ -21,6 +21,9 @@ them: lead inflow per month (a one-sided binomial test of the recent share of th
 share of time, i.e. a Poisson rate comparison) and win rate of the deals closed in each window (one-sided
 Fisher exact test). A segment is flagged when a figure fell by at least `drop_threshold` (relative) and
 the test's p-value is below `p_value_threshold`.
+
+Where it runs: the window counts per line x segment are DuckDB SQL on `transforms.funnel`'s deal
+outcomes; the programme and the tests run on them in Python.
 """
 
 from __future__ import annotations

@@ -13,8 +13,14 @@ from ingestion.frames import read_frame, replace_table
 from orchestration.defs.funnel.assets import LEAD_REQUIREMENTS_KEY, SEGMENT_FOCUS_KEY
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
-from transforms.action_plan import ActionSettings, PlanSettings, action_plan, deals_needing_action
-from transforms.activity_norms import NormSettings, activity_norms
+from transforms.action_plan import (
+    ActionSettings,
+    PlanSettings,
+    action_plan_from_tables,
+    deals_needing_action_from_tables,
+)
+from transforms.activity_norms import ACTIVITY_SOURCES, NormSettings, activity_norms_from_tables
+from transforms.sql import tables
 
 ACTIVITY_NORMS_KEY = dg.AssetKey(["marts", "activity_norms"])
 ACTION_PLAN_KEY = dg.AssetKey(["marts", "action_plan"])
@@ -222,8 +228,13 @@ DEALS_NEEDING_ACTION_COLUMNS = {
 # ------------------------------------------------------------------------------------------- wiring
 
 
-def _inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, pl.LazyFrame]:
-    return {name: read_frame(conn, schema, table).lazy() for name, (schema, table) in SOURCES.items()}
+def _activity_relations() -> dict[str, str]:
+    """The large sources, read by the transforms' SQL in the warehouse (only what each query needs)."""
+    return {name: ".".join(SOURCES[name]) for name in ACTIVITY_SOURCES}
+
+
+def _small(conn: duckdb.DuckDBPyConnection, name: str) -> pl.LazyFrame:
+    return read_frame(conn, *SOURCES[name]).lazy()
 
 
 def _exists(conn: duckdb.DuckDBPyConnection, key: dg.AssetKey) -> bool:
@@ -285,7 +296,10 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
         """One row per business line x segment x stage x activity type x owner; from the activity history."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            frame = activity_norms(**_inputs(conn), as_of=as_of, settings=config.settings()).collect()
+            with tables(conn, _activity_relations()) as source_tables:
+                frame = activity_norms_from_tables(
+                    source_tables, _small(conn, "stages"), _small(conn, "owners"), as_of, config.settings()
+                ).collect()
             replace_table(conn, "marts", "activity_norms", frame, ACTIVITY_NORMS, ACTIVITY_NORMS_COLUMNS)
         owners = frame.filter(
             (pl.col("segment") == "(all)")
@@ -321,18 +335,18 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
         as_of = partition_as_of(context)
         period_start = date.fromisoformat(config.period_start) if config.period_start else None
         with warehouse.connect() as conn:
-            inputs = _inputs(conn)
-            inputs.pop("stages")
-            frame = action_plan(
-                read_frame(conn, *LEAD_REQUIREMENTS_KEY.path).lazy(),
-                read_frame(conn, *ACTIVITY_NORMS_KEY.path).lazy(),
-                value_per_lead=read_frame(conn, *SEGMENT_FOCUS_KEY.path).lazy(),
-                **inputs,
-                as_of=as_of,
-                settings=config.plan_settings(),
-                norm_settings=config.settings(),
-                period_start=period_start,
-            ).collect()
+            with tables(conn, _activity_relations()) as source_tables:
+                frame = action_plan_from_tables(
+                    source_tables,
+                    read_frame(conn, *LEAD_REQUIREMENTS_KEY.path).lazy(),
+                    read_frame(conn, *ACTIVITY_NORMS_KEY.path).lazy(),
+                    _small(conn, "owners"),
+                    value_per_lead=read_frame(conn, *SEGMENT_FOCUS_KEY.path).lazy(),
+                    as_of=as_of,
+                    settings=config.plan_settings(),
+                    norm_settings=config.settings(),
+                    period_start=period_start,
+                ).collect()
             replace_table(conn, "marts", "action_plan", frame, ACTION_PLAN, ACTION_PLAN_COLUMNS)
         headline = plan_headline(frame, as_of)
         return dg.MaterializeResult(
@@ -361,13 +375,16 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
                 if _exists(conn, PIPELINE_FORECAST_DEALS_KEY)
                 else None
             )
-            frame = deals_needing_action(
-                **_inputs(conn),
-                as_of=as_of,
-                forecast_deals=forecast,
-                settings=config.action_settings(),
-                norm_settings=config.settings(),
-            ).collect()
+            with tables(conn, _activity_relations()) as source_tables:
+                frame = deals_needing_action_from_tables(
+                    source_tables,
+                    _small(conn, "stages"),
+                    _small(conn, "owners"),
+                    as_of=as_of,
+                    forecast_deals=forecast,
+                    settings=config.action_settings(),
+                    norm_settings=config.settings(),
+                ).collect()
             replace_table(
                 conn,
                 "marts",

@@ -10,10 +10,23 @@ from pydantic import Field
 from ingestion.frames import read_frame, replace_table
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
-from transforms.client_base import SegmentationSettings, client_segments
-from transforms.client_scorecard import ScorecardSettings, crisis_window, segment_scorecard
+from transforms.client_base import SegmentationSettings, client_segments_from_tables
+from transforms.client_scorecard import (
+    ScorecardSettings,
+    crisis_window_from_tables,
+    segment_scorecard_from_tables,
+)
+from transforms.sql import tables
 
 CLIENT_SEGMENTS_KEY = dg.AssetKey(["marts", "client_segments"])
+# The large sources, read by the transforms' SQL in the warehouse (only what each query needs).
+CLIENT_RELATIONS = {
+    "dim_clients": "marts.dim_clients",
+    "turnover": "marts.fct_client_turnover",
+    "lines": "intermediate.int_invoice_lines_converted",
+    "activities": "staging.stg_crm__activities",
+}
+SCORECARD_RELATIONS = {"lines": "intermediate.int_invoice_lines_converted", "deals": "marts.dim_deals"}
 SEGMENT_SCORECARD_KEY = dg.AssetKey(["marts", "segment_scorecard"])
 _SEG = SegmentationSettings()
 _CARD = ScorecardSettings()
@@ -297,14 +310,8 @@ def build_client_base_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
         """One row per client (marts.dim_clients), from fct_client_turnover, invoice lines and activities."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            frame = client_segments(
-                read_frame(conn, "marts", "dim_clients").lazy(),
-                read_frame(conn, "marts", "fct_client_turnover").lazy(),
-                read_frame(conn, "intermediate", "int_invoice_lines_converted").lazy(),
-                read_frame(conn, "staging", "stg_crm__activities").lazy(),
-                as_of,
-                config.settings(),
-            ).collect()
+            with tables(conn, CLIENT_RELATIONS) as source_tables:
+                frame = client_segments_from_tables(source_tables, as_of, config.settings()).collect()
             rows = replace_table(
                 conn, "marts", "client_segments", frame, CLIENT_SEGMENTS_DESCRIPTION, CLIENT_SEGMENTS_COLUMNS
             )
@@ -348,15 +355,14 @@ def build_client_base_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
         as_of = partition_as_of(context)
         settings = config.settings()
         with warehouse.connect() as conn:
-            deals = read_frame(conn, "marts", "dim_deals").lazy()
-            frame = segment_scorecard(
-                read_frame(conn, "marts", "client_segments").lazy(),
-                read_frame(conn, "intermediate", "int_invoice_lines_converted").lazy(),
-                deals,
-                crisis_window(deals, as_of, settings),
-                as_of,
-                settings,
-            ).collect()
+            with tables(conn, SCORECARD_RELATIONS) as source_tables:
+                frame = segment_scorecard_from_tables(
+                    source_tables,
+                    read_frame(conn, "marts", "client_segments").lazy(),
+                    crisis_window_from_tables(source_tables, as_of, settings),
+                    as_of,
+                    settings,
+                ).collect()
             rows = replace_table(
                 conn,
                 "marts",
