@@ -253,10 +253,11 @@ def ensure_data(
 
     Above scale 10 the generator works in shards (independent worlds of scale / shards, disjoint
     keys, concatenated per folder and table) so its memory stays that of one shard: by default one
-    shard per 5 scale units (SF100: 20 shards of SF5, about 4 GB). At scale 10 and below one world,
-    as before. The cache is reused while scale, seed, format, layout and shards match its manifest.
-    Returned: the folder, the manifest's configuration and row counts (its defect lists are large at
-    scale and not needed here), and the seconds spent generating.
+    shard per 5 scale units (SF100: 20 shards of SF5, 11 minutes and 4.6 GB peak RSS on 2 cores,
+    4.1 GB on disk). At scale 10 and below one world, as before. The cache is reused while scale,
+    seed, format, layout and shards match its manifest. Returned: the folder, the manifest's
+    configuration and row counts (its defect lists are large at scale and not needed here), and the
+    seconds spent generating.
     """
     import math
 
