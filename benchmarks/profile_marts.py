@@ -47,7 +47,9 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def profile_one(warehouse: Path, asset: str, partition: str, first_extract: str) -> dict:
+def profile_one(
+    warehouse: Path, asset: str, partition: str, first_extract: str, memory_limit: str = "4GB"
+) -> dict:
     import dagster as dg
 
     from orchestration.defs.action_plan.assets import build_action_plan_assets
@@ -71,7 +73,9 @@ def profile_one(warehouse: Path, asset: str, partition: str, first_extract: str)
     result = dg.materialize(
         chosen,
         resources={
-            "warehouse": WarehouseResource(duckdb_path=str(warehouse), landing_dir=str(warehouse.parent))
+            "warehouse": WarehouseResource(
+                duckdb_path=str(warehouse), landing_dir=str(warehouse.parent), memory_limit=memory_limit
+            )
         },
         partition_key=partition,
         instance=dg.DagsterInstance.ephemeral(),
@@ -94,9 +98,11 @@ def main() -> None:
     parser.add_argument("--asset", required=True, help=f"one of {', '.join(ASSETS)}, or all")
     parser.add_argument("--partition", default="2026-11-26", help="the run's as-of date")
     parser.add_argument("--first-extract", default="2026-11-25")
+    parser.add_argument("--memory-limit", default="4GB", help="DuckDB's memory limit (pipeline default)")
     args = parser.parse_args()
     if args.asset != "all":
-        print(json.dumps(profile_one(args.warehouse, args.asset, args.partition, args.first_extract)))
+        limit = args.memory_limit
+        print(json.dumps(profile_one(args.warehouse, args.asset, args.partition, args.first_extract, limit)))
         return
     for asset in ASSETS:
         subprocess.run(
@@ -112,6 +118,8 @@ def main() -> None:
                 args.partition,
                 "--first-extract",
                 args.first_extract,
+                "--memory-limit",
+                args.memory_limit,
             ],
             check=True,
         )

@@ -8,7 +8,7 @@ show next to the data.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
@@ -25,6 +25,12 @@ def _relation(schema: str, name: str) -> str:
 
 def read_frame(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> pl.DataFrame:
     return conn.sql(f"SELECT * FROM {_relation(schema, name)}").pl()
+
+
+def _plain(column: str) -> str:
+    if not _IDENTIFIER.match(column):
+        raise ValueError(f"not a plain identifier: {column!r}")
+    return column
 
 
 def _check_documented(relation: str, frame: pl.DataFrame, column_descriptions: Mapping[str, str]) -> None:
@@ -45,6 +51,11 @@ def _comment(
         conn.execute(f'COMMENT ON COLUMN {relation}."{column}" IS {_literal(column_descriptions[column])}')
 
 
+def _arrow(frame: pl.DataFrame):
+    # Arrow's string views are Polars' own layout: no copy of the strings (DuckDB reads them as VARCHAR).
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
+
+
 def replace_table(
     conn: duckdb.DuckDBPyConnection,
     schema: str,
@@ -52,15 +63,23 @@ def replace_table(
     frame: pl.DataFrame,
     description: str,
     column_descriptions: Mapping[str, str],
+    order_by: Sequence[str] = (),
 ) -> int:
-    """Replace schema.name with `frame`; every column must be described (BI users see the comments)."""
+    """Replace schema.name with `frame`; every column must be described (BI users see the comments).
+    `order_by`: columns to store the rows sorted by (DuckDB sorts, within its memory limit, so a large
+    frame need not be sorted in Polars first)."""
     relation = _relation(schema, name)
     _check_documented(relation, frame, column_descriptions)
-    arrow_frame = frame.to_arrow()  # noqa: F841 - read by DuckDB's replacement scan below
+    # NULLS FIRST: the order Polars' sort gives.
+    order = ", ".join(f'"{_plain(c)}" NULLS FIRST' for c in order_by)
+    arrow_frame = _arrow(frame)  # noqa: F841 - read by DuckDB's replacement scan below
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"CREATE OR REPLACE TABLE {relation} AS SELECT * FROM arrow_frame")
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {relation} AS SELECT * FROM arrow_frame"
+            + (f" ORDER BY {order}" if order else "")
+        )
         _comment(conn, relation, description, column_descriptions, frame.columns)
         conn.execute("COMMIT")
     except Exception:
@@ -84,7 +103,7 @@ def replace_rows(
     relation = _relation(schema, name)
     _relation(schema, key_column)  # a plain identifier too
     _check_documented(relation, frame, column_descriptions)
-    arrow_frame = frame.to_arrow()  # noqa: F841 - read by DuckDB's replacement scan below
+    arrow_frame = _arrow(frame)  # noqa: F841 - read by DuckDB's replacement scan below
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     conn.execute("BEGIN TRANSACTION")
     try:

@@ -393,6 +393,17 @@ def _segment_shifts(rows: pl.LazyFrame, owner_weeks: pl.LazyFrame, value: pl.Laz
     )
 
 
+PLAN_ORDER = [
+    "owner_id",
+    "week_start",
+    "period_start",
+    "business_line",
+    "segment",
+    "stage_number",
+    "activity_type",
+]
+"""The order of the plan's rows (`action_plan_from_tables` leaves them unsorted: the writer sorts)."""
+
 PLAN_COLUMNS = [
     "period_start",
     "period_end",
@@ -473,7 +484,7 @@ def action_plan(
     with frame_tables(sources) as t:
         return action_plan_from_tables(
             t, lead_requirements, norms, owners, value_per_lead, as_of, settings, norm_settings, period_start
-        )
+        ).sort(PLAN_ORDER)
 
 
 def action_plan_from_tables(
@@ -488,7 +499,8 @@ def action_plan_from_tables(
     period_start: date | None = None,
 ) -> pl.LazyFrame:
     """`action_plan` with `transforms.activity_norms.ACTIVITY_SOURCES` bound in `t`: the owners' deal
-    counts and weekly throughput are aggregated in DuckDB, the plan built in Polars."""
+    counts and weekly throughput are aggregated in DuckDB, the plan built in Polars. Rows unsorted (the
+    table is large: let the writer order them by `PLAN_ORDER`)."""
     settings = settings or PlanSettings()
     norm_settings = norm_settings or NormSettings()
     if period_start is None:
@@ -567,15 +579,6 @@ def action_plan_from_tables(
             is_capacity_from_line=pl.col("is_capacity_from_line").fill_null(True),
         )
         .select(PLAN_COLUMNS)
-        .sort(
-            "owner_id",
-            "week_start",
-            "period_start",
-            "business_line",
-            "segment",
-            "stage_number",
-            "activity_type",
-        )
     )
 
 

@@ -79,12 +79,15 @@ EFFORT_SQL = """
 
 STAYS_SQL = """
     select deal_id, to_stage_id as stage_id, changed_at as entered_at, transition_number,
-        lead(changed_at) over (partition by deal_id order by changed_at, transition_number) as exited_at,
+        lead(changed_at) over stay_order as exited_at,
+        lag(changed_at) over stay_order is null as is_first,
         is_to_won or is_to_lost as is_terminal
     from {events}
+    window stay_order as (partition by deal_id order by changed_at, transition_number)
 """
 """One row per stay of a deal in a stage (terminal ones included): entered at, exited at (null while the
-deal is still there)."""
+deal is still there: the next event's time, so a deal's stays tile its timeline), whether it is the
+deal's first."""
 
 
 def activity_effort(activities: pl.LazyFrame, as_of: date, settings: NormSettings) -> pl.LazyFrame:
@@ -115,39 +118,21 @@ def activities_in_stays_sql(deals: str | None = None, effort: str = "{effort}") 
     """Each deal activity of `effort` (of the deals in the subquery `deals`, or all) with the stay it
     belongs to: the latest stay entered at or before it (of two entered at the same instant, the later
     event's), the deal's first stay for work before it; work after close (a terminal stay) is dropped.
-    Columns: deal_id, activity_type, hours, occurred_at, stage_id, stay_entered_at, stay_exited_at."""
-    only = f"and deal_id in ({deals})" if deals else ""
-    order = "partition by deal_id order by happened_at, kind, transition_number"
+    Columns: deal_id, activity_type, hours, occurred_at, stage_id, stay_entered_at, stay_exited_at.
+
+    A deal's stays tile its timeline ([entered, exited), the first one open to the past), so each
+    activity falls in exactly one: a join on the deal, no sort of the activities."""
+    only = f"where deal_id in ({deals})" if deals else ""
     return f"""
-        select deal_id, activity_type, hours, happened_at as occurred_at, stay.stage_id as stage_id,
-            stay.entered_at as stay_entered_at, stay.exited_at as stay_exited_at
-        from (
-            select deal_id, kind, activity_type, hours, happened_at,
-                coalesce(
-                    last_value(stay ignore nulls) over (
-                        {order} rows between unbounded preceding and current row
-                    ),
-                    first_value(stay ignore nulls) over (
-                        {order} rows between current row and unbounded following
-                    )
-                ) as stay
-            from (
-                select deal_id, entered_at as happened_at, 0 as kind, transition_number,
-                    struct_pack(
-                        stage_id := stage_id, entered_at := entered_at, exited_at := exited_at,
-                        is_terminal := is_terminal
-                    ) as stay,
-                    cast(null as varchar) as activity_type, cast(null as double) as hours
-                from {{stays}}
-                where true {only}
-                union all
-                select deal_id, occurred_at as happened_at, 1 as kind, null as transition_number,
-                    null as stay, activity_type, hours
-                from {effort}
-                where deal_id is not null {only}
-            )
-        )
-        where kind = 1 and stay is not null and not stay.is_terminal
+        select effort.deal_id, effort.activity_type, effort.hours, effort.occurred_at, stays.stage_id,
+            stays.entered_at as stay_entered_at, stays.exited_at as stay_exited_at
+        from (select * from {effort} {only}) as effort
+        inner join (
+            select * from {{stays}} as stays where not stays.is_terminal
+        ) as stays
+            on effort.deal_id = stays.deal_id
+            and (stays.is_first or effort.occurred_at >= stays.entered_at)
+            and (stays.exited_at is null or effort.occurred_at < stays.exited_at)
     """
 
 
@@ -170,21 +155,36 @@ def materialize_decided_deal_stages(
     t: Tables, stages: pl.LazyFrame, as_of: date, settings: NormSettings
 ) -> str:
     """Temporary tables `{activity_types}` (of the activities up to the as-of date), `{decided}` (decided
-    deal x open stage, with line, segment, owner, outcome) and `{stage_effort}` (their activities and
-    hours per activity type and '(all)'), and returns the SQL of
-    `decided_deal_stages`: one row per decided deal x open stage x activity type ('(all)' included)
-    with activities, hours and days in the stage."""
+    deal x open stage, with line, segment, owner, outcome and days in the stage) and `{stage_effort}`
+    (their activities and hours per activity type and '(all)'), and returns the SQL of the decided deal
+    x open stage x activity type rows ('(all)' included) with activities, hours and days in the stage."""
     reach = materialize_deal_facts(t, as_of, stages)
     define_activity_facts(t, as_of, settings)
     t.materialize("activity_types", "select distinct activity_type from {effort}")
-    t.materialize("decided", _decided_sql(reach, months_before(as_of, settings.window_months)))
-    decided_deals = "select deal_id from {decided}"
+    watched = end_of_day_literal(as_of)
+    t.materialize(
+        "decided",
+        f"""
+        with decided as ({_decided_sql(reach, months_before(as_of, settings.window_months))}),
+        stage_days as (
+            select deal_id, stage_id,
+                fsum({days_sql(f"coalesce(exited_at, {watched})", "entered_at")}) as days_in_stage
+            from {{stays}}
+            where not is_terminal and deal_id in (select deal_id from decided)
+            group by deal_id, stage_id
+        )
+        select decided.*, coalesce(stage_days.days_in_stage, 0.0) as days_in_stage
+        from decided
+        left join stage_days
+            on decided.deal_id = stage_days.deal_id and decided.stage_id = stage_days.stage_id
+        """,
+    )
     t.materialize(
         "stage_effort",
         f"""
         with per_type as (
             select deal_id, stage_id, activity_type, count(*) as activities, fsum(hours) as hours
-            from ({activities_in_stays_sql(decided_deals)})
+            from ({activities_in_stays_sql("select deal_id from {decided}")})
             group by deal_id, stage_id, activity_type
         )
         select * from per_type
@@ -194,33 +194,18 @@ def materialize_decided_deal_stages(
         group by deal_id, stage_id
         """,
     )
-    watched = end_of_day_literal(as_of)
     return t.text(
         f"""
-        with types as (
-            select activity_type from {{activity_types}}
-            union all
-            select '{ALL}'
-        ),
-        stage_days as (
-            select deal_id, stage_id,
-                fsum({days_sql(f"coalesce(exited_at, {watched})", "entered_at")}) as days_in_stage
-            from {{stays}}
-            where not is_terminal and deal_id in ({decided_deals})
-            group by deal_id, stage_id
-        )
         select decided.deal_id, decided.business_line, decided.segment, decided.owner_id,
             decided.stage_id, decided.stage_number, decided.outcome, types.activity_type,
             coalesce(stage_effort.activities, 0) as activities,
             coalesce(stage_effort.hours, 0.0) as hours,
-            coalesce(stage_days.days_in_stage, 0.0) as days_in_stage
+            decided.days_in_stage
         from {{decided}} as decided
-        cross join types
+        cross join (select activity_type from {{activity_types}} union all select '{ALL}') as types
         left join {{stage_effort}} as stage_effort
             on decided.deal_id = stage_effort.deal_id and decided.stage_id = stage_effort.stage_id
             and types.activity_type = stage_effort.activity_type
-        left join stage_days
-            on decided.deal_id = stage_days.deal_id and decided.stage_id = stage_days.stage_id
         """
     )
 
@@ -228,31 +213,50 @@ def materialize_decided_deal_stages(
 _STAT_KEYS = ["business_line", "segment", "owner_id", "stage_id", "activity_type"]
 
 
+def _levels(keys: str) -> str:
+    """Grouping sets: `keys`, and the same per segment, per owner and per both."""
+    return f"grouping sets (({keys}), ({keys}, segment), ({keys}, owner_id), ({keys}, segment, owner_id))"
+
+
+_LEVEL_LABELS = f"""
+    case when grouping(segment) = 1 then '{ALL}' else segment end as segment,
+    case when grouping(owner_id) = 1 then '{ALL}' else owner_id end as owner_id
+"""
+
+
 def _group_stats(t: Tables, deal_rows: str) -> pl.LazyFrame:
     """Per business line x stage x activity type, and the same per segment, per owner and per both
-    ('(all)' where a level is not split): decided deals, sums, standard deviations and outcome means."""
-    keys = "business_line, stage_id, activity_type"
+    ('(all)' where a level is not split): decided deals, sums, standard deviations and outcome means,
+    and the median days in the stage (of the decided deals: the same for every activity type)."""
     return t.frame(
         f"""
-        select business_line, stage_id, activity_type,
-            case when grouping(segment) = 1 then '{ALL}' else segment end as segment,
-            case when grouping(owner_id) = 1 then '{ALL}' else owner_id end as owner_id,
-            count(*) as decided_deal_count,
-            count(*) filter (where outcome = 'advanced') as advanced_deal_count,
-            count(*) filter (where outcome = 'lost') as lost_deal_count,
-            cast(sum(activities) as bigint) as activities_sum,
-            stddev_samp(activities) as activities_sd,
-            fsum(hours) as hours_sum,
-            stddev_samp(hours) as hours_sd,
-            avg(activities) filter (where outcome = 'advanced') as activities_per_advanced_deal,
-            avg(activities) filter (where outcome = 'lost') as activities_per_lost_deal,
-            avg(hours) filter (where outcome = 'advanced') as hours_per_advanced_deal,
-            avg(hours) filter (where outcome = 'lost') as hours_per_lost_deal,
-            median(days_in_stage) filter (where days_in_stage > 0) as days_median
-        from ({deal_rows})
-        group by grouping sets (
-            ({keys}), ({keys}, segment), ({keys}, owner_id), ({keys}, segment, owner_id)
+        with by_type as (
+            select business_line, stage_id, activity_type, {_LEVEL_LABELS},
+                count(*) as decided_deal_count,
+                count(*) filter (where outcome = 'advanced') as advanced_deal_count,
+                count(*) filter (where outcome = 'lost') as lost_deal_count,
+                cast(sum(activities) as bigint) as activities_sum,
+                stddev_samp(activities) as activities_sd,
+                fsum(hours) as hours_sum,
+                stddev_samp(hours) as hours_sd,
+                avg(activities) filter (where outcome = 'advanced') as activities_per_advanced_deal,
+                avg(activities) filter (where outcome = 'lost') as activities_per_lost_deal,
+                avg(hours) filter (where outcome = 'advanced') as hours_per_advanced_deal,
+                avg(hours) filter (where outcome = 'lost') as hours_per_lost_deal
+            from ({deal_rows})
+            group by {_levels("business_line, stage_id, activity_type")}
+        ),
+        days as (
+            select business_line, stage_id, {_LEVEL_LABELS},
+                median(days_in_stage) filter (where days_in_stage > 0) as days_median
+            from {{decided}}
+            group by {_levels("business_line, stage_id")}
         )
+        select by_type.*, days.days_median
+        from by_type
+        left join days
+            on by_type.business_line = days.business_line and by_type.stage_id = days.stage_id
+            and by_type.segment = days.segment and by_type.owner_id = days.owner_id
         """
     ).lazy()
 

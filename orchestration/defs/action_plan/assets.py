@@ -14,6 +14,7 @@ from orchestration.defs.funnel.assets import LEAD_REQUIREMENTS_KEY, SEGMENT_FOCU
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms.action_plan import (
+    PLAN_ORDER,
     ActionSettings,
     PlanSettings,
     action_plan_from_tables,
@@ -347,7 +348,9 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
                     norm_settings=config.settings(),
                     period_start=period_start,
                 ).collect()
-            replace_table(conn, "marts", "action_plan", frame, ACTION_PLAN, ACTION_PLAN_COLUMNS)
+            replace_table(
+                conn, "marts", "action_plan", frame, ACTION_PLAN, ACTION_PLAN_COLUMNS, order_by=PLAN_ORDER
+            )
         headline = plan_headline(frame, as_of)
         return dg.MaterializeResult(
             metadata={
