@@ -718,7 +718,9 @@ def deals_needing_action_from_tables(
     t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
     t.define("deals", DEALS_SQL)
     define_activity_facts(t, as_of, norm_settings)
-    # Stays of a line x segment x stage completed in the window (a stay is a deal and its entry time).
+    # Every stay, once (completed, today's and the activities' stays read it).
+    t.materialize("stays", "select * from {stays}")
+    # Stays of a line x segment x stage completed in the window.
     t.materialize(
         "completed",
         f"""

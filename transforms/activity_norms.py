@@ -162,20 +162,21 @@ def materialize_decided_deal_stages(
     define_activity_facts(t, as_of, settings)
     t.materialize("activity_types", "select distinct activity_type from {effort}")
     watched = end_of_day_literal(as_of)
+    t.materialize("decided_stages", _decided_sql(reach, months_before(as_of, settings.window_months)))
+    # The decided deals' stays, once (their days and their activities read them).
+    t.materialize("stays", "select * from {stays} where deal_id in (select deal_id from {decided_stages})")
     t.materialize(
         "decided",
         f"""
-        with decided as ({_decided_sql(reach, months_before(as_of, settings.window_months))}),
-        stage_days as (
+        select decided.*, coalesce(stage_days.days_in_stage, 0.0) as days_in_stage
+        from {{decided_stages}} as decided
+        left join (
             select deal_id, stage_id,
                 fsum({days_sql(f"coalesce(exited_at, {watched})", "entered_at")}) as days_in_stage
             from {{stays}}
-            where not is_terminal and deal_id in (select deal_id from decided)
+            where not is_terminal
             group by deal_id, stage_id
-        )
-        select decided.*, coalesce(stage_days.days_in_stage, 0.0) as days_in_stage
-        from decided
-        left join stage_days
+        ) as stage_days
             on decided.deal_id = stage_days.deal_id and decided.stage_id = stage_days.stage_id
         """,
     )
