@@ -3,10 +3,11 @@ invoice lines run as SQL, where the engine streams them within its memory limit,
 results come to Polars.
 
 A transform's SQL names its inputs as `{name}` placeholders. `Tables` binds the names either to warehouse
-relations (`"marts.dim_deals"`, what the assets do: nothing is read that the query does not need) or to
-Polars frames registered on the connection (what the tests and `*_from_frames` callers do: the same SQL
-over literal frames). Shared intermediate results become temporary tables of the connection and are
-dropped when the `Tables` is closed. No I/O happens here beyond the connection the caller gives.
+relations (`"marts.dim_deals"`, what the assets do through the `*_from_tables` functions: nothing is
+read that a query does not need) or to Polars frames registered on a private in-memory connection (what
+the transforms' frame-taking functions do, for tests and ad-hoc use: the same SQL over literal frames).
+Shared intermediate results become temporary tables of the connection and are dropped when the
+`Tables` is closed. No I/O happens here beyond the connection the caller gives.
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ class Tables:
         self.conn.register(view, frame.to_arrow())
         self._views.append(view)
         self._names[name] = view
-
-    def has(self, name: str) -> bool:
-        return name in self._names
 
     def text(self, sql: str, **params: object) -> str:
         return sql.format(**self._names, **params)

@@ -29,8 +29,16 @@ from transforms.action_plan import (
     deals_needing_action,
     owner_throughput,
     owner_week_load,
+    quiet_gaps_sql,
 )
-from transforms.activity_norms import NormSettings, activity_effort, activity_norms
+from transforms.activity_norms import (
+    STAYS_SQL,
+    NormSettings,
+    activities_in_stays_sql,
+    activity_effort,
+    activity_norms,
+)
+from transforms.sql import frame_tables
 
 DAY0 = datetime(2026, 1, 5)
 AS_OF = date(2026, 3, 1)
@@ -387,3 +395,44 @@ def test_effort_uses_the_configured_hours_without_duration():
     hours = activity_effort(activities(), AS_OF, NORM_SETTINGS).collect()
     by_id = dict(zip(hours["activity_id"], hours["hours"], strict=True))
     assert by_id["a1"] == 0.5 and by_id["a3"] == 0.1 and by_id["a6"] == 0.25
+
+
+def test_an_activity_after_two_stage_changes_at_one_instant_belongs_to_the_later_one():
+    # D7 moves lead -> proposal at day 3, twice recorded at the same instant (transition 2 and 3: a
+    # zero-length stay in lead, then proposal), and is lost at day 7. Activities: before the first event
+    # (day -1: the first stay, lead), at the instant (day 3: proposal, the later event's), inside
+    # proposal (day 5), after the loss (day 8: no stage).
+    path = [("lead", day(0), 1), ("lead", day(3), 2), ("proposal", day(3), 3), ("lost", day(7), 4)]
+    events = pl.LazyFrame(
+        {
+            "deal_id": ["D7"] * 4,
+            "to_stage_id": [p[0] for p in path],
+            "changed_at": [p[1] for p in path],
+            "transition_number": [p[2] for p in path],
+            "is_to_won": [False] * 4,
+            "is_to_lost": [p[0] == "lost" for p in path],
+        }
+    )
+    effort = pl.LazyFrame(
+        {
+            "deal_id": ["D7"] * 4,
+            "activity_type": ["call"] * 4,
+            "hours": [1.0] * 4,
+            "occurred_at": [day(-1), day(3), day(5), day(8)],
+        }
+    )
+    with frame_tables({"events": events, "effort": effort}) as t:
+        t.define("stays", STAYS_SQL)
+        located = t.frame(f"select * from ({activities_in_stays_sql()}) order by occurred_at")
+        # The quiet gaps of the two completed stays entered at day 3: each stay its own.
+        t.materialize(
+            "completed",
+            "select deal_id, entered_at, exited_at, 'sw' as business_line, 'smb' as segment, stage_id "
+            "from {stays} where not is_terminal and entered_at = " + f"TIMESTAMP '{day(3)}'",
+        )
+        gaps = t.frame(f"select stage_id, gap_days from ({quiet_gaps_sql(activities_in_stays_sql())})")
+    assert located["stage_id"].to_list() == ["lead", "proposal", "proposal"]
+    assert located["stay_entered_at"].to_list() == [day(0), day(3), day(3)]
+    # lead [3, 3): one gap of 0; proposal [3, 7) with activities at 3 and 5: 0, 2, 2.
+    by_stage = gaps.group_by("stage_id").agg(pl.col("gap_days").sort()).sort("stage_id")
+    assert by_stage.rows() == [("lead", [0.0]), ("proposal", [0.0, 2.0, 2.0])]

@@ -1,0 +1,28 @@
+"""transforms.sql: the named inputs of the transforms' SQL, bound to relations or to frames."""
+
+import duckdb
+import polars as pl
+import pytest
+
+from transforms.sql import frame_tables, tables
+
+
+def test_frames_and_temporary_tables_are_named_and_cleaned_up():
+    conn = duckdb.connect()
+    conn.execute("create schema marts; create table marts.deals as select 'd1' as deal_id, 10.0 as amount")
+    clients = pl.LazyFrame({"deal_id": ["d1", "d2"], "segment": ["smb", "enterprise"]})
+    with tables(conn, {"deals": "marts.deals", "clients": clients}) as t:
+        t.materialize("joined", "select * from {deals} join {clients} using (deal_id)")
+        t.define("big", "select * from {joined} where amount > {floor}", floor=5)
+        assert t.frame("select segment, amount from {big}").rows() == [("smb", 10.0)]
+    # Nothing is left on the caller's connection: no temporary table, no registered frame.
+    assert conn.sql("select count(*) from duckdb_tables() where temporary").fetchall() == [(0,)]
+    assert conn.sql("select count(*) from duckdb_views() where not internal").fetchall() == [(0,)]
+
+
+def test_only_plain_names_and_relations_are_bound():
+    with frame_tables({}) as t:
+        with pytest.raises(ValueError, match=r"not a schema\.relation"):
+            t.add("deals", "marts.deals; drop table x")
+        with pytest.raises(ValueError, match="not a plain name"):
+            t.materialize("a b", "select 1")
