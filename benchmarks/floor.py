@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--landing", type=Path, required=True, help="folder of YYYY-MM-DD extract folders")
     parser.add_argument("--db", type=Path, required=True, help="DuckDB file to create (replaced)")
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
-    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--memory-limit", default="2GB")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

@@ -515,7 +515,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--memory-limit", default=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "4GB"))
+    parser.add_argument("--memory-limit", default=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "2GB"))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("FUNNEL_DUCKDB_THREADS", "2")))
     parser.add_argument("--keep", action="store_true", help="keep the run folder (warehouses, logs)")
     parser.add_argument("--skip-pandas", action="store_true", help="do not run funnel_vs_pandas")

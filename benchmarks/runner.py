@@ -183,7 +183,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--partition", required=True)
     parser.add_argument("--first-date", type=date.fromisoformat, required=True)
-    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--memory-limit", default="2GB")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

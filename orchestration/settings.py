@@ -44,7 +44,7 @@ def environment() -> Environment:
             os.environ.get("FUNNEL_LANDING_DIR", REPO_ROOT / "data" / "sample" / "extracts")
         ).resolve(),
         first_extract_date=date.fromisoformat(os.environ.get("FUNNEL_FIRST_EXTRACT_DATE", "2026-11-12")),
-        memory_limit=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "4GB"),
+        memory_limit=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "2GB"),
         threads=int(os.environ.get("FUNNEL_DUCKDB_THREADS", "2")),
         temp_directory=Path(
             os.environ.get("FUNNEL_DUCKDB_TEMP_DIR", warehouse_path.resolve().parent / "tmp")
