@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def _cpu_seconds() -> float:
 
 
 def profile_one(
-    warehouse: Path, asset: str, partition: str, first_extract: str, memory_limit: str = "4GB"
+    warehouse: Path, asset: str, partition: str, first_extract: str, memory_limit: str = "2GB"
 ) -> dict:
     import dagster as dg
 
@@ -98,7 +99,11 @@ def main() -> None:
     parser.add_argument("--asset", required=True, help=f"one of {', '.join(ASSETS)}, or all")
     parser.add_argument("--partition", default="2026-11-26", help="the run's as-of date")
     parser.add_argument("--first-extract", default="2026-11-25")
-    parser.add_argument("--memory-limit", default="4GB", help="DuckDB's memory limit (pipeline default)")
+    parser.add_argument(
+        "--memory-limit",
+        default=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "2GB"),
+        help="DuckDB's memory limit (default: the pipeline's)",
+    )
     args = parser.parse_args()
     if args.asset != "all":
         limit = args.memory_limit
