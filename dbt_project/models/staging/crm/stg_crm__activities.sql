@@ -1,3 +1,10 @@
+{#-
+    A table, unlike the other staging models: the largest raw table (activities), read by several Polars
+    assets (activity norms, action plan, deals needing action, client base). As a view, each reader
+    re-ranked every version of every activity.
+-#}
+{{ config(materialized='table') }}
+
 with
 
 source as (
