@@ -3,9 +3,59 @@
 Importing this module builds the definitions for the environment the run was started with, so each step
 process forked from the server starts with them ready instead of re-reading the dbt manifest and the
 extract contract (about a second per step, times some sixty steps).
+
+It also ties the server and its step processes to the run's process. Python's fork server is meant to
+exit when the process that started it does, but with Dagster's threads loaded it lingers, and a step
+process left on its own after its run was killed (`kill -9`, the OOM killer) would go on writing the
+warehouse and hold DuckDB's lock on it. So each of them watches the run's process: when it is gone, a
+step is interrupted (SIGINT, which Dagster handles as an interrupted step: dbt is stopped, the step
+fails; forced out 30 s later if still there) and the server exits.
 """
+
+import multiprocessing.util
+import os
+import signal
+import threading
+import time
 
 from orchestration.definitions import definitions_for
 from orchestration.settings import environment
 
+RUN_PROCESS = os.getppid()  # the run's process starts the fork server
+POLL_SECONDS = 1.0
+GRACE_SECONDS = 30.0
+
+
+def run_process_alive(pid: int = RUN_PROCESS) -> bool:
+    """Alive and not a zombie (a killed process stays a zombie until its parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return os.path.isdir("/proc") is False  # without /proc (not Linux) nothing is watched
+    return state not in ("Z", "X")
+
+
+def _watch(on_gone) -> None:
+    def loop() -> None:
+        while run_process_alive():
+            time.sleep(POLL_SECONDS)
+        on_gone()
+
+    threading.Thread(target=loop, name="run-process-watch", daemon=True).start()
+
+
+def _interrupt_step() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(GRACE_SECONDS)
+    os._exit(1)
+
+
+def _after_fork(_: object) -> None:
+    """Run in every step process forked from the server, right after the fork."""
+    _watch(_interrupt_step)
+
+
+multiprocessing.util.register_after_fork(_after_fork, _after_fork)
+_watch(lambda: os._exit(0))
 definitions_for(environment())

@@ -134,6 +134,14 @@ def test_a_failing_blocking_check_leaves_the_published_data_and_says_why(tmp_pat
     assert log[-1][2] == 1
 
 
+def process_group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_run_killed_mid_way_leaves_the_publication_intact_and_the_next_run_recovers(tmp_path):
     landing = small_landing(tmp_path)
     env = make_env(tmp_path, landing)
@@ -168,9 +176,15 @@ def test_a_run_killed_mid_way_leaves_the_publication_intact_and_the_next_run_rec
         if "warehouse_dbt_models" in line and "STEP_START" in line:
             time.sleep(1.0)
             break
-    os.killpg(victim.pid, signal.SIGKILL)
+    # Only the run's own process, as an OOM kill or `kill -9 <pid>` would: its step processes (forked
+    # from a fork server) must not live on and hold the warehouse.
+    os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process_group_alive(victim.pid):
+        time.sleep(0.5)
+    assert not process_group_alive(victim.pid), "step processes outlived their killed run"
 
     assert published(env, "SELECT * FROM marts.dim_deals ORDER BY ALL") == before
     recovered = subprocess.run(command, env=process_env, capture_output=True, text=True, cwd=REPO_ROOT)
