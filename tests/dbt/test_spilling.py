@@ -3,7 +3,8 @@
 At scale the 2GB default makes DuckDB spill during `dbt build`. dbt-duckdb re-applies the profile's
 `settings` with SET on every cursor, and DuckDB refuses to switch the temp directory once it holds
 spilled data ("Cannot switch temporary directory after the current one has been used"): every model
-after the first spill failed. The profile now sets the limit and the directory once, at connect time.
+after the first spill failed. The profile now leaves the temp directory to DuckDB's default (beside
+the warehouse file).
 """
 
 import os
@@ -25,7 +26,7 @@ def test_dbt_build_spilling_to_disk_succeeds(sample_warehouse, tmp_path):
     env = os.environ | {
         "FUNNEL_WAREHOUSE_PATH": str(warehouse),
         "FUNNEL_DUCKDB_MEMORY_LIMIT": SPILLING_LIMIT,
-        "FUNNEL_DUCKDB_TEMP_DIR": str(tmp_path / "spill"),
+        "FUNNEL_DUCKDB_TEMP_DIR": str(tmp_path / "spill"),  # read by the pipeline, not by dbt
     }
     dbt = Path(sys.executable).parent / "dbt"
     project = REPO_ROOT / "dbt_project"
