@@ -321,6 +321,9 @@ def load_extract_table(
     )
 
 
+REPEAT_SLICE_ROWS = 5_000_000
+
+
 def _mark_repeats(
     conn: duckdb.DuckDBPyConnection,
     columns: str,
@@ -334,21 +337,39 @@ def _mark_repeats(
     `row_hash`: a column already holding hash(columns)."""
     order = "_source_row DESC" if newest_first else "_source_row"
     hashed = row_hash or f"hash({columns})"
+    # Three small statements rather than one nested UPDATE: each step is an operator DuckDB can spill
+    # (an aggregate, a semi join against a short list, an update of a short list), so a file of 100M
+    # rows stays within the memory limit. The repeated hashes and repeated rows are few.
+    # The hashes seen more than once, counted in slices of the hash space so that one aggregate never
+    # holds more than about REPEAT_SLICE_ROWS groups (at 2GB, one pass over 100M rows ran out of memory).
+    rows = conn.execute("SELECT count(*) FROM _checked").fetchall()[0][0]
+    slices = rows // REPEAT_SLICE_ROWS + 1
+    conn.execute("CREATE OR REPLACE TEMP TABLE _repeated_hashes (h UBIGINT)")
+    for part in range(slices):
+        conn.execute(
+            f"""
+            INSERT INTO _repeated_hashes
+            SELECT {hashed} AS h FROM _checked
+            WHERE {among} AND {hashed} % {slices} = {part}
+            GROUP BY h HAVING count(*) > 1
+            """
+        )
     conn.execute(
         f"""
-        UPDATE _checked SET violations = {violations}
-        WHERE _source_row IN (
-            SELECT _source_row FROM (
-                SELECT _source_row,
-                       row_number() OVER (PARTITION BY {columns} ORDER BY {order}) AS copy
-                FROM _checked
-                WHERE {among} AND {hashed} IN (
-                    SELECT {hashed} AS h FROM _checked WHERE {among} GROUP BY h HAVING count(*) > 1
-                )
-            ) WHERE copy > 1
-        )
+        CREATE OR REPLACE TEMP TABLE _repeats AS
+        SELECT _source_row FROM (
+            SELECT _source_row, row_number() OVER (PARTITION BY {columns} ORDER BY {order}) AS copy
+            FROM _checked
+            WHERE {among} AND {hashed} IN (SELECT h FROM _repeated_hashes)
+        ) WHERE copy > 1
         """
     )
+    conn.execute(
+        f"UPDATE _checked SET violations = {violations} "
+        "WHERE _source_row IN (SELECT _source_row FROM _repeats)"
+    )
+    conn.execute("DROP TABLE _repeated_hashes")
+    conn.execute("DROP TABLE _repeats")
 
 
 def _is_text(conn: duckdb.DuckDBPyConnection, source: str) -> bool:

@@ -18,7 +18,13 @@ def quarantine(conn) -> list[tuple]:
     ).fetchall()
 
 
-def test_each_row_rule_lands_in_quarantine_with_its_row_and_column(tmp_path, conn, contract):
+# 2: the hash space in six slices for eleven rows, as a file of tens of millions of rows is at the default.
+@pytest.mark.parametrize("slice_rows", [None, 2])
+def test_each_row_rule_lands_in_quarantine_with_its_row_and_column(
+    tmp_path, conn, contract, monkeypatch, slice_rows
+):
+    if slice_rows:
+        monkeypatch.setattr("ingestion.load.REPEAT_SLICE_ROWS", slice_rows)
     rows = [
         deal(deal_id="D1"),
         deal(deal_id="D2", amount="12,5O0"),
