@@ -9,9 +9,10 @@ exit when the process that started it does, but with Dagster's threads loaded it
 process left on its own after its run was killed (`kill -9`, the OOM killer) would go on writing the
 warehouse and hold DuckDB's lock on it. So each of them watches the run's process: when it is gone, a
 step is interrupted (SIGINT, which Dagster handles as an interrupted step: dbt is stopped, the step
-fails; forced out 30 s later if still there) and the server exits.
+fails; 15 s later, if still there, it is killed with everything it started) and the server exits.
 """
 
+import contextlib
 import multiprocessing.util
 import os
 import signal
@@ -23,7 +24,7 @@ from orchestration.settings import environment
 
 RUN_PROCESS = os.getppid()  # the run's process starts the fork server
 POLL_SECONDS = 1.0
-GRACE_SECONDS = 30.0
+GRACE_SECONDS = 15.0
 
 
 def run_process_alive(pid: int = RUN_PROCESS) -> bool:
@@ -48,7 +49,30 @@ def _watch(on_gone) -> None:
 def _interrupt_step() -> None:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(GRACE_SECONDS)
+    # Still here: whatever the step started (dbt, log tailers) goes with it.
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     os._exit(1)
+
+
+def descendants(root: int) -> list[int]:
+    """The live descendants of a process, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def _after_fork(_: object) -> None:

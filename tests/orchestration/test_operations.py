@@ -184,7 +184,13 @@ def test_a_run_killed_mid_way_leaves_the_publication_intact_and_the_next_run_rec
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process_group_alive(victim.pid):
         time.sleep(0.5)
-    assert not process_group_alive(victim.pid), "step processes outlived their killed run"
+    left = subprocess.run(
+        ["ps", "-o", "pid,ppid,etime,args", "-g", str(victim.pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert not process_group_alive(victim.pid), f"step processes outlived their killed run:\n{left}"
 
     assert published(env, "SELECT * FROM marts.dim_deals ORDER BY ALL") == before
     recovered = subprocess.run(command, env=process_env, capture_output=True, text=True, cwd=REPO_ROOT)
