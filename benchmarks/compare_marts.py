@@ -1,6 +1,6 @@
 """Are the mart tables of two warehouses the same? For proving a rewrite changed no figure.
 
-    python -m benchmarks.compare_marts --old /tmp/a/funnel.duckdb --new /tmp/b/funnel.duckdb \
+    python -m benchmarks.compare_marts --old <old warehouse>.duckdb --new <new warehouse>.duckdb \
         [--table marts.lead_requirements ...] [--tolerance 1e-9]
 
 Per table: the column names and types must match, and the rows as multisets: exactly (EXCEPT ALL both
