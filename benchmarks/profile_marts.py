@@ -1,7 +1,7 @@
 """Time and peak RSS of one Polars mart asset (funnel, client base, action plan) on a built warehouse.
 
-    python -m benchmarks.profile_marts --warehouse <copy of a built warehouse>.duckdb --asset lead_requirements
-    python -m benchmarks.profile_marts --warehouse <copy of a built warehouse>.duckdb --asset all
+    python -m benchmarks.profile_marts --warehouse <built-copy.duckdb> --asset lead_requirements
+    python -m benchmarks.profile_marts --warehouse <built-copy.duckdb> --asset all
 
 Materialises the asset alone (its inputs must already be in the warehouse: run it on a copy of a built
 one, never on the pipeline's own file), in this process, and prints one JSON line per asset: seconds of

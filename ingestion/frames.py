@@ -23,8 +23,12 @@ def _relation(schema: str, name: str) -> str:
     return f"{schema}.{name}"
 
 
-def read_frame(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> pl.DataFrame:
-    return conn.sql(f"SELECT * FROM {_relation(schema, name)}").pl()
+def read_frame(
+    conn: duckdb.DuckDBPyConnection, schema: str, name: str, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """A relation as a frame; `columns`: only those (wide marts at scale are mostly memory)."""
+    selected = ", ".join(_plain(c) for c in columns) if columns else "*"
+    return conn.sql(f"SELECT {selected} FROM {_relation(schema, name)}").pl()
 
 
 def _plain(column: str) -> str:

@@ -119,6 +119,24 @@ def _days_between(start: str, end: str) -> pl.Expr:
     return (pl.col(end) - pl.col(start)).dt.total_microseconds() / DAY_US
 
 
+# What funnel_spells reads of each source (the asset reads only these).
+SPELL_COLUMNS = (
+    "deal_id",
+    "pipeline_id",
+    "stage_id",
+    "stage_order",
+    "is_won",
+    "is_lost",
+    "is_terminal",
+    "entered_at",
+    "exited_at",
+    "from_stage_id",
+    "from_entered_at",
+    "entry_direction",
+)
+DEAL_COLUMNS = ("deal_id", "business_line", "client_id", "amount_reporting", "expected_close_date")
+
+
 def funnel_spells(
     spells: pl.LazyFrame,
     deals: pl.LazyFrame,
@@ -142,20 +160,7 @@ def funnel_spells(
         subset=["pipeline_id", "stage_id"]
     )
     return (
-        spells.select(
-            "deal_id",
-            "pipeline_id",
-            "stage_id",
-            "stage_order",
-            "is_won",
-            "is_lost",
-            "is_terminal",
-            "entered_at",
-            "exited_at",
-            "from_stage_id",
-            "from_entered_at",
-            "entry_direction",
-        )
+        spells.select(SPELL_COLUMNS)
         .join(deal_columns, on="deal_id", how="inner")
         .join(segments, on="client_id", how="left")
         .join(crm_closed, on="deal_id", how="left")

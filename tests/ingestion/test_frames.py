@@ -22,6 +22,15 @@ def test_a_frame_round_trips_with_its_comments(conn):
     assert comments == [("segment", "Client segment."), ("win_rate", "Won / (won + lost), it's a share.")]
 
 
+def test_reading_only_some_columns_and_never_an_expression(conn):
+    frame = pl.DataFrame({"segment": ["smb"], "win_rate": [0.25], "deals": [4]})
+    replace_table(conn, "marts", "rates", frame, "One row.", {c: c for c in frame.columns})
+
+    assert read_frame(conn, "marts", "rates", ("deals", "segment")).columns == ["deals", "segment"]
+    with pytest.raises(ValueError, match="not a plain identifier"):
+        read_frame(conn, "marts", "rates", ("segment; drop table marts.rates",))
+
+
 def test_an_undocumented_column_is_refused_and_the_old_table_stays(conn):
     replace_table(conn, "marts", "t", pl.DataFrame({"a": [1]}), "t", {"a": "A."})
     with pytest.raises(ValueError, match="columns without a description: b"):

@@ -8,7 +8,14 @@ from ingestion.frames import read_frame, replace_rows, replace_table
 from orchestration.defs.forecast import descriptions as d
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
-from transforms.forecast import ForecastSettings, cutoff_for, forecast_as_of, funnel_spells
+from transforms.forecast import (
+    DEAL_COLUMNS,
+    SPELL_COLUMNS,
+    ForecastSettings,
+    cutoff_for,
+    forecast_as_of,
+    funnel_spells,
+)
 from transforms.forecast_backtest import backtest_origins, backtest_summary, run_backtest
 from transforms.forecast_calibration import calibration_at
 from transforms.forecast_history import deal_states_at, forecast_changes
@@ -62,37 +69,15 @@ class BacktestConfig(ForecastConfig):
     judged on a model that has seen only short, early deals."""
 
 
-SPELL_COLUMNS = (
-    "deal_id",
-    "pipeline_id",
-    "stage_id",
-    "stage_order",
-    "is_won",
-    "is_lost",
-    "is_terminal",
-    "entered_at",
-    "exited_at",
-    "from_stage_id",
-    "from_entered_at",
-    "entry_direction",
-)
-
-
-def _read_columns(conn: duckdb.DuckDBPyConnection, relation: str, columns: tuple[str, ...]) -> pl.DataFrame:
-    """Only the columns the forecast uses (the marts are wide; at scale that is most of the memory)."""
-    return conn.sql(f"SELECT {', '.join(columns)} FROM {relation}").pl()
-
-
 def load_funnel_spells(conn: duckdb.DuckDBPyConnection) -> tuple[pl.LazyFrame, pl.DataFrame]:
     """The forecast's input: spells with their deals' attributes, and the stage catalogue."""
     stages = read_frame(conn, "staging", "stg_crm__stages")
-    deal_columns = ("deal_id", "business_line", "client_id", "amount_reporting", "expected_close_date")
     spells = funnel_spells(
-        _read_columns(conn, "intermediate.int_deal_stage_spells", SPELL_COLUMNS).lazy(),
-        _read_columns(conn, "marts.dim_deals", deal_columns).lazy(),
-        _read_columns(conn, "marts.dim_clients", ("client_id", "segment")).lazy(),
+        read_frame(conn, "intermediate", "int_deal_stage_spells", SPELL_COLUMNS).lazy(),
+        read_frame(conn, "marts", "dim_deals", DEAL_COLUMNS).lazy(),
+        read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
         stages.lazy(),
-        _read_columns(conn, "staging.stg_crm__deals", ("deal_id", "closed_at")).lazy(),
+        read_frame(conn, "staging", "stg_crm__deals", ("deal_id", "closed_at")).lazy(),
     )
     return spells.collect().lazy(), stages
 
