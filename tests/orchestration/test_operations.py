@@ -136,9 +136,10 @@ def test_a_failing_blocking_check_leaves_the_published_data_and_says_why(tmp_pat
 
 def surviving_workers(group: int) -> list[str]:
     """Processes of the killed run's group that could still touch the warehouse: everything but
-    multiprocessing's resource tracker (it holds no file and exits once every pipe to it is closed)."""
+    multiprocessing's resource tracker (it holds no file and exits once every pipe to it is closed). `-ww`: the
+    full command line, which ps otherwise cuts at its default width (a long checkout path hid the name)."""
     listing = subprocess.run(
-        ["ps", "-o", "pid=,args=", "-g", str(group)], capture_output=True, text=True, check=False
+        ["ps", "-ww", "-o", "pid=,args=", "-g", str(group)], capture_output=True, text=True, check=False
     ).stdout
     return [line for line in listing.splitlines() if line.strip() and "resource_tracker" not in line]
 
