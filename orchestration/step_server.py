@@ -1,8 +1,9 @@
 """Preloaded by the fork server of the step executor (see `STEP_EXECUTOR` in orchestration/definitions.py).
 
-Importing this module builds the definitions for the environment the run was started with, so each step
-process forked from the server starts with them ready instead of re-reading the dbt manifest and the
-extract contract (about a second per step, times some sixty steps).
+Importing this module builds the definitions and resolves the job for the environment the run was started
+with, and opens the run's Dagster instance once, so each step process forked from the server starts with
+them ready instead of re-reading the dbt manifest and the extract contract (about a second per step, times
+some fifty steps), resolving the job (0.1 s, twice) and importing the instance's storage modules (0.2 s).
 
 It also ties the server and its step processes to the run's process. Python's fork server is meant to
 exit when the process that started it does, but with Dagster's threads loaded it lingers, and a step
@@ -19,7 +20,9 @@ import signal
 import threading
 import time
 
-from orchestration.definitions import definitions_for
+import dagster as dg
+
+from orchestration.definitions import job_for
 from orchestration.settings import environment
 
 RUN_PROCESS = os.getppid()  # the run's process starts the fork server
@@ -80,6 +83,19 @@ def _after_fork(_: object) -> None:
     _watch(_interrupt_step)
 
 
+def _warm_instance_modules() -> None:
+    """Import what a step process imports to open the run's Dagster instance (its storage classes,
+    SQLAlchemy, Alembic: some 350 modules, about 0.2 s per step), by opening it once here."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    try:
+        instance = dg.DagsterInstance.get()
+    except Exception:  # the step process opens it again and reports any error itself
+        return
+    instance.dispose()
+
+
 multiprocessing.util.register_after_fork(_after_fork, _after_fork)
 _watch(lambda: os._exit(0))
-definitions_for(environment())
+job_for(environment())
+_warm_instance_modules()
