@@ -3,7 +3,7 @@
 Importing this module builds the definitions and resolves the job for the environment the run was started
 with, and opens the run's Dagster instance once, so each step process forked from the server starts with
 them ready instead of re-reading the dbt manifest and the extract contract (about a second per step, times
-some fifty steps), resolving the job (0.1 s, twice) and importing the instance's storage modules (0.2 s).
+some forty steps), resolving the job (0.1 s, twice) and importing the instance's storage modules (0.2 s).
 
 It also ties the server and its step processes to the run's process. Python's fork server is meant to
 exit when the process that started it does, but with Dagster's threads loaded it lingers, and a step

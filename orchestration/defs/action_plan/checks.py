@@ -11,6 +11,7 @@ from orchestration.defs.action_plan.assets import (
     DEALS_NEEDING_ACTION_KEY,
 )
 from orchestration.defs.funnel.assets import LEAD_REQUIREMENTS_KEY
+from orchestration.defs.warehouse_checks import WarehouseCheck, check_step
 from orchestration.defs.warehouse_checks import examples_metadata as _examples
 from orchestration.defs.warehouse_checks import warehouse_check as _check
 from orchestration.partitions import partition_as_of
@@ -71,7 +72,7 @@ def norms_outside_interval(norms: pl.DataFrame) -> pl.DataFrame:
     return norms.filter(pl.any_horizontal(bad).fill_null(False))
 
 
-def _reconciliation_check(partitions_def) -> dg.AssetChecksDefinition:
+def _reconciliation_check(partitions_def) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         # The plan is large (owners x weeks x stages x types): read only what the reconciliation sums.
         plan = conn.sql(
@@ -95,7 +96,7 @@ def _reconciliation_check(partitions_def) -> dg.AssetChecksDefinition:
     )
 
 
-def _line_norm_check(partitions_def) -> dg.AssetChecksDefinition:
+def _line_norm_check(partitions_def) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         norms = read_frame(conn, *ACTIVITY_NORMS_KEY.path)
         off = owner_norms_off_line(norms)
@@ -121,7 +122,7 @@ def _line_norm_check(partitions_def) -> dg.AssetChecksDefinition:
     )
 
 
-def _sla_check(partitions_def) -> dg.AssetChecksDefinition:
+def _sla_check(partitions_def) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         as_of = partition_as_of(context)
         listed = read_frame(conn, *DEALS_NEEDING_ACTION_KEY.path)
@@ -163,8 +164,10 @@ def _sla_check(partitions_def) -> dg.AssetChecksDefinition:
 
 
 def build_action_plan_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """Two steps: the action plan is computed from activity_norms, whose check blocks it."""
     return [
-        _reconciliation_check(partitions_def),
-        _line_norm_check(partitions_def),
-        _sla_check(partitions_def),
+        check_step(
+            "action_plan_input_checks", [_line_norm_check(partitions_def), _sla_check(partitions_def)]
+        ),
+        check_step("action_plan_checks", [_reconciliation_check(partitions_def)]),
     ]

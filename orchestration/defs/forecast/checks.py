@@ -13,6 +13,7 @@ from orchestration.defs.forecast.assets import (
     live_calibration,
     load_funnel_spells,
 )
+from orchestration.defs.warehouse_checks import check_step, warehouse_check
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms.forecast import forecast_as_of
@@ -47,19 +48,11 @@ def percentiles_out_of_order(frame: pl.DataFrame, p10: str, p50: str, p90: str) 
 
 
 def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    common = {"partitions_def": partitions_def, "pool": WRITER_POOL}
+    """Three steps: the backtest's checks, the live forecast's, and its reproducibility (which
+    recomputes it)."""
 
-    @dg.asset_check(
-        asset=PIPELINE_FORECAST_DEALS,
-        name="probabilities_within_unit_interval",
-        description="Every deal's probabilities (stage, age-adjusted, current month and quarter, CRM) lie "
-        "in [0, 1].",
-        blocking=True,
-        **common,
-    )
-    def probabilities_within_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as conn:
-            bad = probabilities_outside_unit_interval(read_frame(conn, "marts", "pipeline_forecast_deals"))
+    def probabilities_within_unit_interval(context, conn) -> dg.AssetCheckResult:
+        bad = probabilities_outside_unit_interval(read_frame(conn, "marts", "pipeline_forecast_deals"))
         return dg.AssetCheckResult(
             passed=bad.height == 0,
             metadata={
@@ -68,26 +61,37 @@ def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.As
             },
         )
 
-    @dg.asset_check(
-        asset=PIPELINE_FORECAST,
-        name="percentiles_ordered",
-        description="P10 <= P50 <= P90 on every period x line x segment row.",
-        blocking=True,
-        **common,
-    )
-    def percentiles_ordered(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as conn:
-            bad = percentiles_out_of_order(
-                read_frame(conn, "marts", "pipeline_forecast"), "revenue_p10", "revenue_p50", "revenue_p90"
-            )
+    def percentiles_ordered(context, conn) -> dg.AssetCheckResult:
+        bad = percentiles_out_of_order(
+            read_frame(conn, "marts", "pipeline_forecast"), "revenue_p10", "revenue_p50", "revenue_p90"
+        )
         return dg.AssetCheckResult(passed=bad.height == 0, metadata={"failing_rows": bad.height})
+
+    def backtest_percentiles_ordered(context, conn) -> dg.AssetCheckResult:
+        bad = percentiles_out_of_order(
+            read_frame(conn, "marts", "forecast_backtest"), "forecast_p10", "forecast_p50", "forecast_p90"
+        )
+        return dg.AssetCheckResult(passed=bad.height == 0, metadata={"failing_rows": bad.height})
+
+    def learned_beats_naive(context, conn) -> dg.AssetCheckResult:
+        summary = read_frame(conn, "marts", "forecast_backtest_summary")
+        mape = summary.filter(pl.col("business_line") == "all").pivot(
+            on="method", index="horizon_months", values="mape"
+        )
+        worse = mape.filter(pl.col("learned") >= pl.col("naive"))
+        return dg.AssetCheckResult(
+            passed=worse.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"mape": dg.MetadataValue.json(mape.to_dicts())},
+        )
 
     @dg.asset_check(
         asset=PIPELINE_FORECAST,
         name="forecast_reproducible",
         description="Recomputing the forecast from the same inputs gives exactly the written table (seeded "
         "simulation): two runs on the same data give the same forecast.",
-        **common,
+        partitions_def=partitions_def,
+        pool=WRITER_POOL,
     )
     def forecast_reproducible(
         context: dg.AssetCheckExecutionContext, config: ForecastConfig, warehouse: WarehouseResource
@@ -104,43 +108,43 @@ def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         same = written.columns == again.columns and written.sort(keys).equals(again.sort(keys))
         return dg.AssetCheckResult(passed=same, metadata={"rows_compared": written.height})
 
-    @dg.asset_check(
-        asset=FORECAST_BACKTEST,
-        name="backtest_percentiles_ordered",
-        description="P10 <= P50 <= P90 at every backtest origin.",
-        **common,
-    )
-    def backtest_percentiles_ordered(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as conn:
-            bad = percentiles_out_of_order(
-                read_frame(conn, "marts", "forecast_backtest"), "forecast_p10", "forecast_p50", "forecast_p90"
-            )
-        return dg.AssetCheckResult(passed=bad.height == 0, metadata={"failing_rows": bad.height})
-
-    @dg.asset_check(
-        asset=FORECAST_BACKTEST_SUMMARY,
-        name="learned_beats_naive",
-        description="Total, per horizon: the learned method's backtest MAPE is below the naive weighted "
-        "pipeline's. A warning, not a blocker: it tells the team to distrust the learned figures.",
-        **common,
-    )
-    def learned_beats_naive(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as conn:
-            summary = read_frame(conn, "marts", "forecast_backtest_summary")
-        mape = summary.filter(pl.col("business_line") == "all").pivot(
-            on="method", index="horizon_months", values="mape"
-        )
-        worse = mape.filter(pl.col("learned") >= pl.col("naive"))
-        return dg.AssetCheckResult(
-            passed=worse.height == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"mape": dg.MetadataValue.json(mape.to_dicts())},
-        )
-
+    backtest = [
+        warehouse_check(
+            FORECAST_BACKTEST,
+            "backtest_percentiles_ordered",
+            "P10 <= P50 <= P90 at every backtest origin.",
+            partitions_def,
+            backtest_percentiles_ordered,
+            blocking=False,
+        ),
+        warehouse_check(
+            FORECAST_BACKTEST_SUMMARY,
+            "learned_beats_naive",
+            "Total, per horizon: the learned method's backtest MAPE is below the naive weighted pipeline's. "
+            "A warning, not a blocker: it tells the team to distrust the learned figures.",
+            partitions_def,
+            learned_beats_naive,
+            blocking=False,
+        ),
+    ]
+    live = [
+        warehouse_check(
+            PIPELINE_FORECAST_DEALS,
+            "probabilities_within_unit_interval",
+            "Every deal's probabilities (stage, age-adjusted, current month and quarter, CRM) lie in [0, 1].",
+            partitions_def,
+            probabilities_within_unit_interval,
+        ),
+        warehouse_check(
+            PIPELINE_FORECAST,
+            "percentiles_ordered",
+            "P10 <= P50 <= P90 on every period x line x segment row.",
+            partitions_def,
+            percentiles_ordered,
+        ),
+    ]
     return [
-        probabilities_within_unit_interval,
-        percentiles_ordered,
+        check_step("forecast_backtest_checks", backtest),
+        check_step("pipeline_forecast_checks", live),
         forecast_reproducible,
-        backtest_percentiles_ordered,
-        learned_beats_naive,
     ]

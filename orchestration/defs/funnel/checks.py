@@ -12,6 +12,7 @@ from orchestration.defs.funnel.assets import (
     SEGMENT_FOCUS_KEY,
     SOURCE_KEYS,
 )
+from orchestration.defs.warehouse_checks import WarehouseCheck, check_step
 from orchestration.defs.warehouse_checks import examples_metadata as _examples
 from orchestration.defs.warehouse_checks import warehouse_check as _check
 from orchestration.partitions import partition_as_of
@@ -63,7 +64,7 @@ EXPECTED_PAIRS_SQL = """
 """
 
 
-def _rates_check(key: dg.AssetKey, partitions_def) -> dg.AssetChecksDefinition:
+def _rates_check(key: dg.AssetKey, partitions_def) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         frame = read_frame(conn, *key.path)
         bad = rates_out_of_range(frame, RATE_COLUMNS[key])
@@ -83,7 +84,7 @@ def _rates_check(key: dg.AssetKey, partitions_def) -> dg.AssetChecksDefinition:
 
 def _narrowing_check(
     key: dg.AssetKey, group: list[str], non_increasing: tuple[str, ...], partitions_def
-) -> dg.AssetChecksDefinition:
+) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         bad = rising_down_the_funnel(read_frame(conn, *key.path), group, non_increasing=non_increasing)
         return dg.AssetCheckResult(
@@ -100,9 +101,7 @@ def _narrowing_check(
     )
 
 
-def _missing_segments_check(
-    key: dg.AssetKey, period_column: str | None, partitions_def
-) -> dg.AssetChecksDefinition:
+def _missing_segments_check(key: dg.AssetKey, period_column: str | None, partitions_def) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         expected = conn.sql(EXPECTED_PAIRS_SQL).pl()
         frame = read_frame(conn, *key.path).filter(
@@ -137,7 +136,7 @@ def _missing_segments_check(
     )
 
 
-def _reconciliation_check(partitions_def) -> dg.AssetChecksDefinition:
+def _reconciliation_check(partitions_def) -> WarehouseCheck:
     def evaluate(context, conn) -> dg.AssetCheckResult:
         as_of = partition_as_of(context)
         totals = (
@@ -225,7 +224,8 @@ def _reconciliation_check(partitions_def) -> dg.AssetChecksDefinition:
 
 
 def build_funnel_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    return [
+    """Two steps: segment_focus is computed from lead_requirements, whose checks block it."""
+    checks = [
         *(_rates_check(key, partitions_def) for key in RATE_COLUMNS),
         _narrowing_check(
             FUNNEL_CONVERSION_KEY,
@@ -241,4 +241,9 @@ def build_funnel_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         _missing_segments_check(FUNNEL_COHORTS_KEY, "cohort_month", partitions_def),
         _missing_segments_check(LEAD_REQUIREMENTS_KEY, "period_start", partitions_def),
         _missing_segments_check(SEGMENT_FOCUS_KEY, None, partitions_def),
+    ]
+    focus = [check for check in checks if check.spec.asset_key == SEGMENT_FOCUS_KEY]
+    return [
+        check_step("funnel_checks", [check for check in checks if check not in focus]),
+        check_step("segment_focus_checks", focus),
     ]
