@@ -240,3 +240,43 @@ def test_a_deal_sitting_in_a_stage_deleted_from_the_catalogue_stays_in_the_daily
         "where pipeline_date = ? and stage_id = 'demo'",
         [as_of],
     ) == [(1, True)]
+
+
+def _failing_tests(warehouse: Warehouse, window: str) -> str:
+    """The failures of the spells' data tests, as dbt reports them ('' when they all pass)."""
+    try:
+        warehouse.dbt(
+            "test",
+            "--select",
+            "int_deal_stage_spells,test_type:data",
+            dbt_vars={"min_date": window, "max_date": window},
+        )
+    except AssertionError as failure:
+        return str(failure)
+    return ""
+
+
+def test_data_tests_check_the_rows_the_window_touched(tmp_path) -> None:
+    """A daily run's tests read what its window touched (and every row with an empty key), not the
+    history: a fault in an untouched deal's spells goes unseen by the second window, one in a touched
+    deal's does not."""
+    warehouse = new_warehouse(tmp_path, [dbt_raw_extracts.FIRST_EXTRACT, dbt_raw_extracts.SECOND_EXTRACT])
+    window = str(dbt_raw_extracts.SECOND_EXTRACT)
+    warehouse.dbt("run", dbt_vars={"min_date": window, "max_date": window})
+    assert ("D3",) not in warehouse.rows("select deal_id from intermediate.int_deals_touched")
+    duplicate = (
+        "insert into intermediate.int_deal_stage_spells select * from intermediate.int_deal_stage_spells"
+    )
+    with warehouse.connect() as con:
+        con.execute(f"{duplicate} where deal_id = 'D3' limit 1")
+    assert _failing_tests(warehouse, window) == ""
+
+    with warehouse.connect() as con:
+        con.execute(f"{duplicate} where deal_id = 'D1' limit 1")
+    failures = _failing_tests(warehouse, window)
+    assert "unique_int_deal_stage_spells_spell_id" in failures
+    assert "not_null_int_deal_stage_spells_deal_id" not in failures
+
+    with warehouse.connect() as con:
+        con.execute(f"{duplicate.replace('select *', 'select * replace (null as deal_id)')} limit 1")
+    assert "not_null_int_deal_stage_spells_deal_id" in _failing_tests(warehouse, window)

@@ -1,3 +1,6 @@
+-- Built after int_deals_touched: its tests check the deals this run touched (macros/test_scope.sql).
+-- depends_on: {{ ref('int_deals_touched') }}
+
 with
 
 stage_changes as (

@@ -1,3 +1,6 @@
+-- Built after int_client_months_touched: its tests check the client-months this run touched (macros/test_scope.sql).
+-- depends_on: {{ ref('int_client_months_touched') }}
+
 with
 
 invoice_lines as (

@@ -2,11 +2,14 @@
 
 -- Rule: each deal's transitions form one chain in time: the first has no from-stage, each later one
 -- leaves the stage the previous one entered, numbers run 1, 2, 3... and time never goes back.
+-- Checked on the deals the run's window touched, all of whose transitions it rewrote (a full build's
+-- window touches every deal).
 with
 
 transitions as (
 
     select * from {{ ref('fct_stage_transitions') }}
+    where deal_id in (select touched.deal_id from {{ ref('int_deals_touched') }} as touched)
 
 ),
 

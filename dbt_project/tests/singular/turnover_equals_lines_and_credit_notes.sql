@@ -1,12 +1,25 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_client_turnover'}}}) }}
 
 -- Rule: a client-month's net turnover is the sum of its invoice lines and credit-note lines, and
--- every client-month with lines has a row. Returns the client-months where that fails.
+-- every client-month with lines has a row. Returns the client-months where that fails. Checked on the
+-- client-months the run's window touched, the ones it rewrote (a full build's window touches all).
 with
+
+touched as (
+
+    select * from {{ ref('int_client_months_touched') }}
+
+),
 
 turnover as (
 
     select * from {{ ref('fct_client_turnover') }}
+    where (client_id, turnover_month) in (
+        select
+            touched.client_id,
+            touched.turnover_month
+        from touched
+    )
 
 ),
 
@@ -18,6 +31,12 @@ line_totals as (
         sum(net_amount_reporting) as net_revenue_reporting,
         sum(margin_reporting) as margin_reporting
     from {{ ref('int_invoice_lines_converted') }}
+    where (client_id, turnover_month) in (
+        select
+            touched.client_id,
+            touched.turnover_month
+        from touched
+    )
     group by client_id, turnover_month
 
 ),
