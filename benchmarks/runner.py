@@ -86,13 +86,11 @@ def _rows_loaded(db: Path, partition: str) -> int:
         return sum(rows[0][0] for rows in counts)
 
 
-def dbt_timings(run_id: str, keep: int = 10) -> dict | None:
+def dbt_timings(target_dir: Path, run_id: str, keep: int = 10) -> dict | None:
     """dbt's own timings of this run (run_results.json of its invocation): dbt's elapsed time, seconds
-    per resource type and the slowest nodes. dagster-dbt writes each invocation under
-    dbt_project/target/<op>-<run id>-<uuid>/; the folder is removed once read (it is this run's)."""
-    from orchestration.defs.dbt.assets import DBT_PROJECT_DIR
-
-    found = sorted((DBT_PROJECT_DIR / "target").glob(f"*-{run_id[:7]}-*/run_results.json"))
+    per resource type and the slowest nodes. Each invocation writes under
+    <dbt target folder>/<op>-<run id>-<uuid>/; the folder is removed once read (it is this run's)."""
+    found = sorted(target_dir.glob(f"*-{run_id[:7]}-*/run_results.json"))
     if not found:
         return None
     results = json.loads(found[-1].read_text())
@@ -170,7 +168,7 @@ def run(landing: Path, root: Path, partition: str, first_date: date, memory_limi
         "run_seconds": run_seconds,
         "step_groups": groups,
         "events": events,
-        "dbt": dbt_timings(result.run_id),
+        "dbt": dbt_timings(env.dbt_target_dir, result.run_id),
         "rows": _count_rows(db) if db.exists() else {},
         "rows_loaded": _rows_loaded(db, partition) if db.exists() else 0,
         "warehouse_bytes": db.stat().st_size if db.exists() else 0,

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,6 +94,13 @@ def dbt_environment(warehouse: WarehouseResource) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def invocation_target(project: DbtProject, run_id: str) -> Path:
+    """Where one `dbt build` writes its logs, compiled SQL and run_results.json: a folder of its own in the
+    environment's dbt target folder (dagster-dbt would use the project's `target/` whatever the
+    environment says, and tests must write under their tmp folder)."""
+    return Path(project.target_path) / f"warehouse_dbt_models-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+
+
 def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dbt_assets(
         manifest=project.manifest_path,
@@ -109,7 +117,11 @@ def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinitio
         window = context.partition_time_window
         dbt_vars = dbt_vars_for_window(window.start, window.end)
         with dbt_environment(warehouse):
-            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+            invocation = dbt.cli(
+                ["build", "--vars", json.dumps(dbt_vars)],
+                context=context,
+                target_path=invocation_target(project, context.run.run_id),
+            )
         yield from invocation.stream()
 
     return warehouse_dbt_models
