@@ -136,19 +136,31 @@ def activities_in_stays_sql(deals: str | None = None, effort: str = "{effort}") 
     """
 
 
-def _decided_sql(reach: str, since: date) -> str:
+def _decided_reach_sql(reach: str, since: date) -> str:
     """Deals that reached an open stage of their own funnel since `since` and are decided there
-    (advanced or lost), with their owner."""
+    (advanced or lost)."""
     return f"""
-        select reach.deal_id, reach.business_line, reach.segment,
-            coalesce(owners.owner_id, 'unknown') as owner_id, reach.stage_id, reach.stage_number,
+        select reach.deal_id, reach.business_line, reach.segment, reach.stage_id, reach.stage_number,
             case when reach.has_advanced then 'advanced' else 'lost' end as outcome
         from ({reach}) as reach
-        left join (select deal_id, owner_id from {{dim_deals}}) as owners on reach.deal_id = owners.deal_id
         where reach.view_business_line = reach.business_line
             and cast(reach.reached_at as date) >= {date_literal(since)}
             and (coalesce(reach.has_advanced, false) or coalesce(reach.is_dropped, false))
     """
+
+
+# The owners are joined to the few decided deal-stages, not to the reach of every deal: one large join
+# per statement (at SF100 the two together ran out of DuckDB's 2 GB).
+_DECIDED_WITH_OWNERS_SQL = """
+    select decided.deal_id, decided.business_line, decided.segment,
+        coalesce(owners.owner_id, 'unknown') as owner_id, decided.stage_id, decided.stage_number,
+        decided.outcome
+    from {decided_reach} as decided
+    left join (
+        select deal_id, owner_id from {dim_deals}
+        where deal_id in (select deal_id from {decided_reach})
+    ) as owners on decided.deal_id = owners.deal_id
+"""
 
 
 def materialize_decided_deal_stages(
@@ -164,7 +176,8 @@ def materialize_decided_deal_stages(
     t.materialize("effort", "select deal_id, activity_type, occurred_at, hours from {effort}")
     t.materialize("activity_types", "select distinct activity_type from {effort}")
     watched = end_of_day_literal(as_of)
-    t.materialize("decided_stages", _decided_sql(reach, months_before(as_of, settings.window_months)))
+    t.materialize("decided_reach", _decided_reach_sql(reach, months_before(as_of, settings.window_months)))
+    t.materialize("decided_stages", _DECIDED_WITH_OWNERS_SQL)
     # The decided deals' stays, once (their days and their activities read them).
     t.materialize("stays", "select * from {stays} where deal_id in (select deal_id from {decided_stages})")
     t.materialize(
