@@ -1,0 +1,22 @@
+"""The runner's --select: the part of the job an engineer re-runs after a fix."""
+
+import dagster as dg
+import pytest
+
+from benchmarks.runner import selected_assets
+
+
+def test_a_failed_asset_is_rerun_with_everything_downstream_of_it():
+    keys = set(selected_assets("marts/activity_norms+, marts/funnel_conversion"))
+    assert {dg.AssetKey(["marts", "activity_norms"]), dg.AssetKey(["marts", "funnel_conversion"])} <= keys
+    # Downstream of the norms: the plan and the publication; nothing upstream, nothing beside.
+    assert dg.AssetKey(["marts", "action_plan"]) in keys
+    assert dg.AssetKey(["published", "warehouse"]) in keys
+    assert dg.AssetKey(["marts", "dim_deals"]) not in keys
+    assert dg.AssetKey(["marts", "funnel_cohorts"]) not in keys
+    assert selected_assets(None) is None
+
+
+def test_an_unknown_asset_is_a_clear_error():
+    with pytest.raises(SystemExit, match="no asset 'marts/nope'"):
+        selected_assets("marts/nope+")
