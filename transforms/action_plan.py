@@ -585,31 +585,43 @@ def action_plan_from_tables(
 # ------------------------------------------------------------------------------- deals needing action
 
 
-def _with_line_fallback_sql(rows: str, value: str, quantile: float, min_stays: int, name: str) -> str:
-    """Per line x segment x stage of `rows`: the quantile of `value`, the line x stage's when the line x
-    segment x stage has fewer than `min_stays` distinct stays (deal_id, stay_entered)."""
+def _with_line_fallback(
+    t: Tables, rows: str, value: str, quantile: float, min_stays: int, name: str
+) -> pl.LazyFrame:
+    """Per line x segment x stage of `rows` (a stored table): the quantile of `value`, the line x stage's
+    when the line x segment x stage has fewer than `min_stays` distinct stays (deal_id, stay_entered).
+
+    Exact quantiles keep every value of a group in memory (DuckDB cannot spill them): the two levels are
+    two queries, so one copy of the values is held at a time."""
     q = float(quantile)
-    return f"""
-        with by_segment as (
-            select business_line, segment, stage_id, quantile_cont({value}, {q!r}) as segment_value,
-                count(distinct struct_pack(deal_id := deal_id, entered := stay_entered)) as stays
-            from ({rows})
-            group by business_line, segment, stage_id
-        ),
-        by_line as (
-            select business_line, stage_id, quantile_cont({value}, {q!r}) as line_value
-            from ({rows})
-            group by business_line, stage_id
+    by_segment = t.frame(
+        f"""
+        select business_line, segment, stage_id, quantile_cont({value}, {q!r}) as segment_value,
+            count(distinct struct_pack(deal_id := deal_id, entered := stay_entered)) as stays
+        from {rows}
+        group by business_line, segment, stage_id
+        """
+    )
+    by_line = t.frame(
+        f"""
+        select business_line, stage_id, quantile_cont({value}, {q!r}) as line_value
+        from {rows}
+        group by business_line, stage_id
+        """
+    )
+    return (
+        by_segment.lazy()
+        .join(by_line.lazy(), on=["business_line", "stage_id"], how="inner")
+        .select(
+            "business_line",
+            "segment",
+            "stage_id",
+            pl.coalesce(
+                pl.when(pl.col("stays") >= int(min_stays)).then(pl.col("segment_value")),
+                pl.col("line_value"),
+            ).alias(name),
         )
-        select by_segment.business_line, by_segment.segment, by_segment.stage_id,
-            coalesce(
-                case when by_segment.stays >= {int(min_stays)} then by_segment.segment_value end,
-                by_line.line_value
-            ) as {name}
-        from by_segment
-        inner join by_line
-            on by_segment.business_line = by_line.business_line and by_segment.stage_id = by_line.stage_id
-    """
+    )
 
 
 DEAL_ACTION_COLUMNS = [
@@ -755,21 +767,22 @@ def deals_needing_action_from_tables(
         where deal_id in (select deal_id from {completed} union select deal_id from {current})
         """,
     )
-    usual = t.frame(
-        _with_line_fallback_sql(
-            "select *, entered_at as stay_entered from {completed}",
-            "duration_days",
-            settings.usual_quantile,
-            settings.min_stays,
-            "usual_days_in_stage",
-        )
-    ).lazy()
-    gaps = quiet_gaps_sql(activities_in_stays_sql("select deal_id from {completed}", effort="{deal_effort}"))
-    normal_idle = t.frame(
-        _with_line_fallback_sql(
-            gaps, "gap_days", settings.idle_quantile, settings.min_stays, "normal_idle_days"
-        )
-    ).lazy()
+    usual = _with_line_fallback(
+        t,
+        "(select *, entered_at as stay_entered from {completed})",
+        "duration_days",
+        settings.usual_quantile,
+        settings.min_stays,
+        "usual_days_in_stage",
+    )
+    # Stored once (it is read twice, and its window over every activity is the costly part).
+    t.materialize(
+        "quiet_gaps",
+        quiet_gaps_sql(activities_in_stays_sql("select deal_id from {completed}", effort="{deal_effort}")),
+    )
+    normal_idle = _with_line_fallback(
+        t, "{quiet_gaps}", "gap_days", settings.idle_quantile, settings.min_stays, "normal_idle_days"
+    )
     current = t.frame(
         """
         select current.*, last_activity.last_activity_at
