@@ -123,12 +123,15 @@ def activities_in_stays_sql(deals: str | None = None, effort: str = "{effort}") 
     A deal's stays tile its timeline ([entered, exited), the first one open to the past), so each
     activity falls in exactly one: a join on the deal, no sort of the activities."""
     only = f"where deal_id in ({deals})" if deals else ""
+    # The same deals on both sides: the stays are the join's build side, and all of them do not fit in
+    # DuckDB's memory at SF100.
+    stays_of = f"and stays.deal_id in ({deals})" if deals else ""
     return f"""
         select effort.deal_id, effort.activity_type, effort.hours, effort.occurred_at, stays.stage_id,
             stays.entered_at as stay_entered_at, stays.exited_at as stay_exited_at
         from (select * from {effort} {only}) as effort
         inner join (
-            select * from {{stays}} as stays where not stays.is_terminal
+            select * from {{stays}} as stays where not stays.is_terminal {stays_of}
         ) as stays
             on effort.deal_id = stays.deal_id
             and (stays.is_first or effort.occurred_at >= stays.entered_at)
