@@ -1,9 +1,11 @@
 """Shared shape of the asset checks that read a mart back from the warehouse, and the steps that run them.
 
 Each step of a run is a process of its own (about 0.4 s to start), which is more than most of these checks
-take. So an area's checks are declared one by one (`warehouse_check`) and evaluated together, several to a
-step, on one connection (`check_step`). The step is subsettable: one check can still be run alone from the
-UI or a selection.
+take. So an area's checks are declared one by one (`warehouse_check`) and evaluated together, one step per
+checked asset (or per step that writes several), on one connection (`check_step`). Not more than that: a
+step that checked several independent assets would wait for all of them, so one failing would leave the
+others unchecked and hold back everything downstream of them. The step is subsettable: one check can still
+be run alone from the UI or a selection.
 """
 
 from collections.abc import Callable, Sequence
@@ -56,10 +58,8 @@ def warehouse_check(
 
 
 def check_step(name: str, checks: Sequence[WarehouseCheck]) -> dg.AssetChecksDefinition:
-    """`checks` evaluated in one step (in the writer pool), in the order given, on one connection.
-
-    The assets they check must not depend on one another: a blocking check holds back the assets
-    downstream of its asset, and the step waits for every asset it checks."""
+    """`checks` evaluated in one step (in the writer pool), in the order given, on one connection: the
+    checks of one asset, or of the assets one step writes (see the module's docstring)."""
 
     @dg.multi_asset_check(
         name=name, specs=[check.spec for check in checks], can_subset=True, pool=WRITER_POOL
@@ -73,3 +73,12 @@ def check_step(name: str, checks: Sequence[WarehouseCheck]) -> dg.AssetChecksDef
                     yield result._replace(asset_key=check.spec.asset_key, check_name=check.spec.name)
 
     return _evaluate
+
+
+def check_steps_per_asset(checks: Sequence[WarehouseCheck]) -> list[dg.AssetChecksDefinition]:
+    """One `check_step` per checked asset, named `<asset>_checks`."""
+    assets = list(dict.fromkeys(check.spec.asset_key for check in checks))
+    return [
+        check_step(f"{key.path[-1]}_checks", [check for check in checks if check.spec.asset_key == key])
+        for key in assets
+    ]

@@ -1,17 +1,20 @@
-"""Several warehouse checks evaluated in one step: each result under its own asset and name, a failing
-blocking check still holds back what is downstream of its asset, and one check can be run alone."""
+"""Warehouse checks evaluated one step per checked asset: each result under its own check, a failing
+blocking check still holds back what is downstream of its asset, an asset that fails leaves the other
+assets' checks running, and one check can be run alone."""
 
 import dagster as dg
 
-from orchestration.defs.warehouse_checks import check_step, warehouse_check
+from orchestration.defs.warehouse_checks import check_steps_per_asset, warehouse_check
 from orchestration.resources import WarehouseResource
 
-A, B, C = dg.AssetKey(["marts", "a"]), dg.AssetKey(["marts", "b"]), dg.AssetKey(["marts", "c"])
+A, B, C, D = (dg.AssetKey(["marts", name]) for name in "abcd")
 
 
-def _table(key: dg.AssetKey, values: str):
-    @dg.asset(key=key, deps=[B] if key == C else [])
+def _table(key: dg.AssetKey, values: str | None, deps: list[dg.AssetKey] | None = None):
+    @dg.asset(key=key, deps=deps or [])
     def _write(warehouse: WarehouseResource) -> None:
+        if values is None:
+            raise RuntimeError(f"{key.path[-1]} cannot be built")
         with warehouse.connect() as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
             conn.execute(
@@ -21,42 +24,55 @@ def _table(key: dg.AssetKey, values: str):
     return _write
 
 
-def _no_nulls(key: dg.AssetKey):
+def _check(key: dg.AssetKey, name: str, condition: str):
     def evaluate(context, conn) -> dg.AssetCheckResult:
-        (nulls,) = conn.execute(f"SELECT count(*) FROM marts.{key.path[-1]} WHERE x IS NULL").fetchone()
-        return dg.AssetCheckResult(passed=nulls == 0, metadata={"nulls": nulls})
+        (bad,) = conn.execute(f"SELECT count(*) FROM marts.{key.path[-1]} WHERE {condition}").fetchone()
+        return dg.AssetCheckResult(passed=bad == 0, metadata={"rows": bad})
 
-    return warehouse_check(key, "no_nulls", f"No null x in {key.path[-1]}.", None, evaluate)
+    return warehouse_check(key, name, f"No row of {key.path[-1]} with {condition}.", None, evaluate)
 
 
 def _definitions(tmp_path):
-    step = check_step("marts_checks", [_no_nulls(A), _no_nulls(B)])
-    assets = [_table(A, "(1), (2)"), _table(B, "(1), (NULL), (NULL)"), _table(C, "(3)")]
+    steps = check_steps_per_asset(
+        [
+            _check(A, "no_nulls", "x IS NULL"),
+            _check(B, "no_nulls", "x IS NULL"),
+            _check(A, "positive", "x <= 0"),
+            _check(D, "no_nulls", "x IS NULL"),
+        ]
+    )
+    assets = [
+        _table(A, "(1), (2)"),
+        _table(B, "(1), (NULL), (NULL)"),
+        _table(C, "(3)", deps=[B]),
+        _table(D, None),
+    ]
     warehouse = WarehouseResource(duckdb_path=str(tmp_path / "w.duckdb"), landing_dir=str(tmp_path))
-    return assets, step, {"warehouse": warehouse}
+    return assets, steps, {"warehouse": warehouse}
 
 
-def test_each_result_under_its_own_check_and_a_failure_blocks_downstream(tmp_path):
-    assets, step, resources = _definitions(tmp_path)
-    result = dg.materialize([*assets, step], resources=resources, raise_on_error=False)
+def test_one_step_per_asset_each_result_under_its_own_check(tmp_path):
+    assets, steps, resources = _definitions(tmp_path)
+    assert [step.node_def.name for step in steps] == ["a_checks", "b_checks", "d_checks"]
+    result = dg.materialize([*assets, *steps], resources=resources, raise_on_error=False)
     evaluations = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {(A, "no_nulls"), (B, "no_nulls")}
-    assert evaluations[(A, "no_nulls")].passed
+    # d failed to build: its check does not run, a's and b's do.
+    assert set(evaluations) == {(A, "no_nulls"), (A, "positive"), (B, "no_nulls")}
+    assert evaluations[(A, "no_nulls")].passed and evaluations[(A, "positive")].passed
     assert not evaluations[(B, "no_nulls")].passed
-    assert evaluations[(B, "no_nulls")].metadata["nulls"].value == 2
+    assert evaluations[(B, "no_nulls")].metadata["rows"].value == 2
     materialized = {m.asset_key for m in result.get_asset_materialization_events()}
-    assert C not in materialized  # downstream of the failed blocking check on b
-    assert {A, B} <= {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == {A, B}  # c is downstream of b's failed blocking check
 
 
-def test_one_check_of_the_step_runs_alone(tmp_path):
-    assets, step, resources = _definitions(tmp_path)
+def test_one_check_of_a_step_runs_alone(tmp_path):
+    assets, steps, resources = _definitions(tmp_path)
     dg.materialize(assets[:2], resources=resources)
     result = dg.materialize(
-        [*assets, step],
+        [*assets, *steps],
         resources=resources,
-        selection=dg.AssetSelection.checks(dg.AssetCheckKey(A, "no_nulls")),
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(A, "positive")),
     )
     assert [(e.asset_key, e.check_name, e.passed) for e in result.get_asset_check_evaluations()] == [
-        (A, "no_nulls", True)
+        (A, "positive", True)
     ]

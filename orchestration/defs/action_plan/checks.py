@@ -11,7 +11,7 @@ from orchestration.defs.action_plan.assets import (
     DEALS_NEEDING_ACTION_KEY,
 )
 from orchestration.defs.funnel.assets import LEAD_REQUIREMENTS_KEY
-from orchestration.defs.warehouse_checks import WarehouseCheck, check_step
+from orchestration.defs.warehouse_checks import WarehouseCheck, check_steps_per_asset
 from orchestration.defs.warehouse_checks import examples_metadata as _examples
 from orchestration.defs.warehouse_checks import warehouse_check as _check
 from orchestration.partitions import partition_as_of
@@ -164,10 +164,7 @@ def _sla_check(partitions_def) -> WarehouseCheck:
 
 
 def build_action_plan_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """Two steps: the action plan is computed from activity_norms, whose check blocks it."""
-    return [
-        check_step(
-            "action_plan_input_checks", [_line_norm_check(partitions_def), _sla_check(partitions_def)]
-        ),
-        check_step("action_plan_checks", [_reconciliation_check(partitions_def)]),
-    ]
+    """One step per table."""
+    return check_steps_per_asset(
+        [_line_norm_check(partitions_def), _sla_check(partitions_def), _reconciliation_check(partitions_def)]
+    )

@@ -4,7 +4,7 @@ ABC classes in order of cumulative share."""
 import dagster as dg
 
 from orchestration.defs.client_base.assets import CLIENT_SEGMENTS_KEY, SEGMENT_SCORECARD_KEY
-from orchestration.defs.warehouse_checks import check_step, warehouse_check
+from orchestration.defs.warehouse_checks import check_steps_per_asset, warehouse_check
 from orchestration.partitions import partition_as_of
 
 # Float sums of decimals over thousands of rows: a cent of tolerance.
@@ -21,7 +21,7 @@ def _fct_totals(conn, as_of) -> tuple[float, float]:
 
 
 def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """Two steps: segment_scorecard is computed from client_segments, whose checks block it."""
+    """One step per table."""
 
     def every_client_classified(context: dg.AssetCheckExecutionContext, conn) -> dg.AssetCheckResult:
         (row,) = conn.execute(
@@ -116,7 +116,4 @@ def build_client_base_checks(partitions_def: dg.PartitionsDefinition) -> list[dg
         partitions_def,
         scorecard_reconciles,
     )
-    return [
-        check_step("client_segments_checks", segments),
-        check_step("segment_scorecard_checks", [scorecard]),
-    ]
+    return check_steps_per_asset([*segments, scorecard])

@@ -48,8 +48,8 @@ def percentiles_out_of_order(frame: pl.DataFrame, p10: str, p50: str, p90: str) 
 
 
 def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """Three steps: the backtest's checks, the live forecast's, and its reproducibility (which
-    recomputes it)."""
+    """Three steps: the backtest's checks (its two tables are written by one step), the live
+    forecast's (likewise), and its reproducibility (which recomputes it)."""
 
     def probabilities_within_unit_interval(context, conn) -> dg.AssetCheckResult:
         bad = probabilities_outside_unit_interval(read_frame(conn, "marts", "pipeline_forecast_deals"))

@@ -12,7 +12,7 @@ from orchestration.defs.funnel.assets import (
     SEGMENT_FOCUS_KEY,
     SOURCE_KEYS,
 )
-from orchestration.defs.warehouse_checks import WarehouseCheck, check_step
+from orchestration.defs.warehouse_checks import WarehouseCheck, check_steps_per_asset
 from orchestration.defs.warehouse_checks import examples_metadata as _examples
 from orchestration.defs.warehouse_checks import warehouse_check as _check
 from orchestration.partitions import partition_as_of
@@ -224,26 +224,23 @@ def _reconciliation_check(partitions_def) -> WarehouseCheck:
 
 
 def build_funnel_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """Two steps: segment_focus is computed from lead_requirements, whose checks block it."""
-    checks = [
-        *(_rates_check(key, partitions_def) for key in RATE_COLUMNS),
-        _narrowing_check(
-            FUNNEL_CONVERSION_KEY,
-            ["period_grain", "period_start", "business_line", "segment"],
-            ("cumulative_conversion",),
-            partitions_def,
-        ),
-        _narrowing_check(
-            LEAD_REQUIREMENTS_KEY, ["period_start", "business_line", "segment"], (), partitions_def
-        ),
-        _reconciliation_check(partitions_def),
-        _missing_segments_check(FUNNEL_CONVERSION_KEY, "period_start", partitions_def),
-        _missing_segments_check(FUNNEL_COHORTS_KEY, "cohort_month", partitions_def),
-        _missing_segments_check(LEAD_REQUIREMENTS_KEY, "period_start", partitions_def),
-        _missing_segments_check(SEGMENT_FOCUS_KEY, None, partitions_def),
-    ]
-    focus = [check for check in checks if check.spec.asset_key == SEGMENT_FOCUS_KEY]
-    return [
-        check_step("funnel_checks", [check for check in checks if check not in focus]),
-        check_step("segment_focus_checks", focus),
-    ]
+    """One step per funnel table."""
+    return check_steps_per_asset(
+        [
+            *(_rates_check(key, partitions_def) for key in RATE_COLUMNS),
+            _narrowing_check(
+                FUNNEL_CONVERSION_KEY,
+                ["period_grain", "period_start", "business_line", "segment"],
+                ("cumulative_conversion",),
+                partitions_def,
+            ),
+            _narrowing_check(
+                LEAD_REQUIREMENTS_KEY, ["period_start", "business_line", "segment"], (), partitions_def
+            ),
+            _reconciliation_check(partitions_def),
+            _missing_segments_check(FUNNEL_CONVERSION_KEY, "period_start", partitions_def),
+            _missing_segments_check(FUNNEL_COHORTS_KEY, "cohort_month", partitions_def),
+            _missing_segments_check(LEAD_REQUIREMENTS_KEY, "period_start", partitions_def),
+            _missing_segments_check(SEGMENT_FOCUS_KEY, None, partitions_def),
+        ]
+    )
