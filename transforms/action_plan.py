@@ -588,8 +588,9 @@ def action_plan_from_tables(
 def _with_line_fallback(
     t: Tables, rows: str, value: str, quantile: float, min_stays: int, name: str
 ) -> pl.LazyFrame:
-    """Per line x segment x stage of `rows` (a stored table): the quantile of `value`, the line x stage's
-    when the line x segment x stage has fewer than `min_stays` distinct stays (deal_id, stay_entered).
+    """Per line x segment x stage of `rows` (a stored table, or a subquery of one, read twice): the
+    quantile of `value`, the line x stage's when the line x segment x stage has fewer than `min_stays`
+    distinct stays (deal_id, stay_entered).
 
     Exact quantiles keep every value of a group in memory (DuckDB cannot spill them): the two levels are
     two queries, so one copy of the values is held at a time."""

@@ -376,7 +376,8 @@ def _time_in_stage(t: Tables) -> pl.LazyFrame:
                 quantile_cont(from_stage_days, [0.5, 0.8]) as quantiles,
                 avg(from_stage_days) as time_in_stage_mean_days
             from (
-                select '{grain}' as period_grain, {_period_start_sql("events.changed_at")} as period_start,
+                select '{grain}' as period_grain,
+                    cast(date_trunc('{grain}', events.changed_at) as date) as period_start,
                     shown.view_business_line as line, outcomes.segment as seg,
                     events.from_stage_id as stage_id, events.from_stage_days
                 from {{events}} as events
