@@ -267,6 +267,29 @@ EXTRACTS: dict[date, dict[str, list[dict]]] = {
             _invoice("I4", "C1", "2024-01-05", "EUR", updated_at="2024-02-10 00:00"),
         ],
         "invoice_lines": [_line("L5", "I3", 3, 50, 50, 30)],
+        "activities": [
+            # A1's duration corrected, and a new activity.
+            dict(
+                activity_id="A1",
+                client_id="C1",
+                deal_id="D1",
+                owner_id="O-consulting",
+                activity_type="call",
+                occurred_at=ts("2024-01-03 10:00"),
+                duration_minutes=45,
+                updated_at=ts("2024-02-01 10:00"),
+            ),
+            dict(
+                activity_id="A2",
+                client_id="C2",
+                deal_id="D2",
+                owner_id="O-consulting",
+                activity_type="meeting",
+                occurred_at=ts("2024-02-05 10:00"),
+                duration_minutes=60,
+                updated_at=ts("2024-02-05 10:00"),
+            ),
+        ],
     },
 }
 

@@ -10,6 +10,12 @@ import pytest
 from dbt_warehouse import Warehouse, new_warehouse
 
 MARTS = ["fct_stage_transitions", "fct_client_turnover", "dim_deals", "dim_clients", "fct_pipeline_daily"]
+# Incremental like the facts: compared with a full refresh too.
+INCREMENTAL_TABLES = {
+    "stg_crm__activities": "staging",
+    "int_invoice_lines_converted": "intermediate",
+    **dict.fromkeys(MARTS, "marts"),
+}
 
 
 def test_deals_entering_each_stage_per_month(built_warehouse: Warehouse) -> None:
@@ -204,19 +210,29 @@ def test_incremental_runs_over_two_windows_equal_a_full_refresh(tmp_path) -> Non
         "select distinct amount_reporting from marts.fct_stage_transitions where deal_id = 'D3'"
     ) == [(Decimal(-1),)]
 
+    # The corrected activity and the lines of the moved invoice are rebuilt; C2's January is emptied.
+    assert warehouse.rows(
+        "select activity_id, duration_minutes from staging.stg_crm__activities order by 1"
+    ) == [("A1", 45), ("A2", 60)]
+    assert warehouse.rows(
+        "select client_id from intermediate.int_invoice_lines_converted where invoice_line_id = 'L6'"
+    ) == [("C1",)]
+
     with warehouse.connect() as con:
         con.execute("update marts.fct_stage_transitions set amount_reporting = 500 where deal_id = 'D3'")
         con.execute("create schema incremental")
-        for mart in MARTS:
-            con.execute(f"create table incremental.{mart} as select * from marts.{mart}")
+        for table, schema in INCREMENTAL_TABLES.items():
+            con.execute(f"create table incremental.{table} as select * from {schema}.{table}")
     warehouse.dbt("run", "--full-refresh")
 
-    for mart in MARTS:
+    for table, schema in INCREMENTAL_TABLES.items():
         only_incremental = warehouse.rows(
-            f"select * from incremental.{mart} except select * from marts.{mart}"
+            f"select * from incremental.{table} except all select * from {schema}.{table}"
         )
-        only_full = warehouse.rows(f"select * from marts.{mart} except select * from incremental.{mart}")
-        assert (mart, only_incremental, only_full) == (mart, [], [])
+        only_full = warehouse.rows(
+            f"select * from {schema}.{table} except all select * from incremental.{table}"
+        )
+        assert (table, only_incremental, only_full) == (table, [], [])
 
 
 def test_a_deal_sitting_in_a_stage_deleted_from_the_catalogue_stays_in_the_daily_pipeline(tmp_path) -> None:

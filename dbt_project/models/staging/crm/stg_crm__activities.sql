@@ -2,14 +2,53 @@
     A table, unlike the other staging models: the largest raw table (activities), read by several Polars
     assets (activity norms, action plan, deals needing action, client base). As a view, each reader
     re-ranked every version of every activity.
+
+    Incremental by the partition window: a run deletes every activity an extract in the window carries
+    and re-inserts the latest version of each (all its versions are ranked, so a backfill of an older
+    window keeps a newer extract's version). Without a window (a full build) that is every activity.
 -#}
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook=[
+            "{% if is_incremental() %}
+            delete from {{ this }}
+            where activity_id in (
+                select cast(changed.activity_id as varchar)
+                from {{ source('crm', 'activities') }} as changed
+                where {{ in_extract_window('changed._extract_date') }}
+            )
+            {% endif %}"
+        ]
+    )
+}}
 
 with
 
 source as (
 
     select * from {{ source('crm', 'activities') }}
+
+),
+
+-- Used only in incremental runs, which the linter does not render.
+changed_activities as (  -- noqa: ST03
+
+    select distinct activity_id
+    from source
+    where {{ in_extract_window() }}
+
+),
+
+window_versions as (
+
+    select source.*
+    from source
+    {% if is_incremental() %}
+    where source.activity_id in (select changed_activities.activity_id from changed_activities)
+    {% endif %}
 
 ),
 
@@ -24,7 +63,7 @@ ranked_versions as (
     select
         *,
         {{ latest_version_rank(['activity_id'], 'updated_at') }} as version_rank
-    from source
+    from window_versions
 
 ),
 
