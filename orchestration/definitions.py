@@ -11,7 +11,7 @@ from orchestration.defs.client_base.assets import build_client_base_assets
 from orchestration.defs.client_base.checks import build_client_base_checks
 from orchestration.defs.dbt.assets import build_dbt_assets, dbt_cli_resource, prepared_dbt_project
 from orchestration.defs.forecast.assets import build_forecast_assets
-from orchestration.defs.forecast.checks import build_forecast_checks
+from orchestration.defs.forecast.checks import FORECAST_REPRODUCIBLE, build_forecast_checks
 from orchestration.defs.funnel.assets import build_funnel_assets
 from orchestration.defs.funnel.checks import build_funnel_checks
 from orchestration.defs.ingestion.assets import build_ingestion_assets, raw_asset_key
@@ -28,6 +28,9 @@ from orchestration.resources import WarehouseResource
 from orchestration.settings import Environment, environment
 
 MAIN_JOB = "daily_warehouse"
+AUDIT_JOB = "forecast_audit"
+# Checks that recompute a whole mart to audit it: weekly, in AUDIT_JOB, not in every daily run.
+AUDIT_CHECKS = dg.AssetSelection.checks(FORECAST_REPRODUCIBLE)
 
 # Each step in its own process, one at a time. One at a time because DuckDB allows one process per file
 # (the pool `duckdb_writer` says the same to the instance). Own process so that the memory a step took
@@ -63,11 +66,19 @@ def build_definitions(env: Environment) -> dg.Definitions:
 
     main_job = dg.define_asset_job(
         MAIN_JOB,
-        selection=dg.AssetSelection.all(include_sources=False),
+        selection=dg.AssetSelection.all(include_sources=False) - AUDIT_CHECKS,
         partitions_def=partitions,
         executor_def=STEP_EXECUTOR,
         description="Everything, for one extract date or (as a single-run backfill) a range of them: "
-        "ingest, check, model, compute, publish.",
+        "ingest, check, model, compute, publish. The audit checks run weekly in forecast_audit.",
+    )
+    # Not partitioned: the audit recomputes what the warehouse holds now, as of the date it was written for.
+    audit_job = dg.define_asset_job(
+        AUDIT_JOB,
+        selection=AUDIT_CHECKS,
+        executor_def=STEP_EXECUTOR,
+        description="Recomputes the live forecast from the same inputs and checks it equals the written "
+        "table (the seeded simulation is reproducible). Weekly: it costs as much as the forecast itself.",
     )
     raw_assets = [a for a in ingestion if a.key in raw_keys]
     freshness_checks, freshness_sensor = build_freshness(
@@ -83,8 +94,17 @@ def build_definitions(env: Environment) -> dg.Definitions:
             *build_action_plan_checks(partitions),
             *freshness_checks,
         ],
-        jobs=[main_job],
-        schedules=[build_daily_schedule(main_job, partitions, env.schedule_cron, env.schedule_timezone)],
+        jobs=[main_job, audit_job],
+        schedules=[
+            build_daily_schedule(main_job, partitions, env.schedule_cron, env.schedule_timezone),
+            dg.ScheduleDefinition(
+                name="forecast_audit_schedule",
+                job=audit_job,
+                cron_schedule=env.audit_cron,
+                execution_timezone=env.schedule_timezone,
+                description=f"The audit checks, at `{env.audit_cron}` ({env.schedule_timezone}).",
+            ),
+        ],
         sensors=[
             build_extract_sensor(main_job, partitions, env.extract_settle_seconds),
             build_blocked_publication_sensor(main_job),

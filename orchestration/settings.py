@@ -27,6 +27,7 @@ class Environment:
     schedule_cron: str
     schedule_timezone: str
     freshness_deadline_cron: str
+    audit_cron: str
     extract_settle_seconds: float
     export_parquet: bool
 
@@ -55,6 +56,7 @@ def environment() -> Environment:
         schedule_cron=os.environ.get("FUNNEL_SCHEDULE_CRON", "0 6 * * *"),
         schedule_timezone=os.environ.get("FUNNEL_SCHEDULE_TIMEZONE", "UTC"),
         freshness_deadline_cron=os.environ.get("FUNNEL_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
+        audit_cron=os.environ.get("FUNNEL_AUDIT_CRON", "0 7 * * 0"),
         extract_settle_seconds=float(os.environ.get("FUNNEL_EXTRACT_SETTLE_SECONDS", "120")),
         export_parquet=os.environ.get("FUNNEL_PUBLISH_PARQUET", "false").lower() in ("1", "true", "yes"),
     )
