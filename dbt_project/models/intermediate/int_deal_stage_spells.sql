@@ -1,109 +1,15 @@
--- Built after int_deals_touched: its tests check the deals this run touched (macros/test_scope.sql).
--- depends_on: {{ ref('int_deals_touched') }}
+{#-
+    A view: the stored spells (int_deal_stage_spells_base, incremental) plus duration_days, the one figure
+    that moves with the as-of date (an open spell is measured to the end of the as-of day: censored, not
+    dropped). Storing it would rewrite every deal's last spell every day.
+-#}
+{{ config(materialized='view') }}
 
 with
 
-stage_changes as (
-
-    select * from {{ ref('stg_crm__deal_stage_changes') }}
-
-),
-
-stages as (
-
-    select * from {{ ref('stg_crm__stages') }}
-
-),
-
-deals as (
-
-    select * from {{ ref('stg_crm__deals') }}
-
-),
-
--- Events of deals in the funnel (not deleted, not excluded) into stages the catalogue knows.
-funnel_events as (
-
-    select
-        stage_changes.event_id,
-        stage_changes.deal_id,
-        stage_changes.pipeline_id,
-        stage_changes.stage_id,
-        stage_changes.changed_at,
-        stages.stage_order,
-        stages.is_won,
-        stages.is_lost,
-        stages.is_terminal
-    from stage_changes
-    inner join deals
-        on stage_changes.deal_id = deals.deal_id
-    inner join stages
-        on
-            stage_changes.pipeline_id = stages.pipeline_id
-            and stage_changes.stage_id = stages.stage_id
-
-),
-
--- Ties on changed_at are broken by event_id, so the order is the same on every run.
-sequenced_events as (
-
-    select
-        *,
-        lag(stage_id) over (
-            partition by deal_id order by changed_at, event_id
-        ) as previous_event_stage_id
-    from funnel_events
-
-),
-
--- A repeated event for the stage the deal is already in is no change: the spell goes on.
-spell_starts as (
-
-    select *
-    from sequenced_events
-    where previous_event_stage_id is null or previous_event_stage_id != stage_id
-
-),
-
 spells as (
 
-    select
-        event_id as spell_id,
-        deal_id,
-        pipeline_id,
-        stage_id,
-        stage_order,
-        is_won,
-        is_lost,
-        is_terminal,
-        changed_at as entered_at,
-        lead(changed_at) over (partition by deal_id order by changed_at, event_id) as exited_at,
-        lag(stage_id) over (partition by deal_id order by changed_at, event_id) as from_stage_id,
-        lag(stage_order) over (partition by deal_id order by changed_at, event_id) as from_stage_order,
-        lag(is_terminal) over (partition by deal_id order by changed_at, event_id) as from_is_terminal,
-        lag(changed_at) over (partition by deal_id order by changed_at, event_id) as from_entered_at,
-        row_number() over (partition by deal_id order by changed_at, event_id) as spell_number,
-        row_number() over (partition by deal_id, stage_id order by changed_at, event_id) as visit_number
-    from spell_starts
-
-),
-
-classified_spells as (
-
-    select
-        *,
-        case
-            when from_stage_id is null then 'enter'
-            when from_is_terminal and not is_terminal then 'reopen'
-            when is_won then 'won'
-            when is_lost then 'lost'
-            when stage_order < from_stage_order then 'backward'
-            when stage_order > from_stage_order + 1 then 'skip'
-            else 'forward'
-        end as entry_direction,
-        -- An open spell is measured to the end of the as-of day: censored, not dropped.
-        coalesce(exited_at, {{ dbt.dateadd('day', 1, as_of_date()) }}) as measured_until_at
-    from spells
+    select * from {{ ref('int_deal_stage_spells_base') }}
 
 ),
 
@@ -122,18 +28,19 @@ final as (
         visit_number,
         entered_at,
         exited_at,
-        exited_at is null as is_open,
-        {{ days_between('entered_at', 'measured_until_at') }} as duration_days,
+        is_open,
+        {{ days_between('entered_at', 'coalesce(exited_at, ' ~ dbt.dateadd('day', 1, as_of_date_literal()) ~ ')') }}
+            as duration_days,
         from_stage_id,
         from_stage_order,
         from_entered_at,
-        {{ days_between('from_entered_at', 'entered_at') }} as from_stage_duration_days,
+        from_stage_duration_days,
         entry_direction,
-        entry_direction = 'skip' as is_skip,
-        entry_direction = 'backward' as is_backward_move,
-        entry_direction = 'reopen' as is_reopen
+        is_skip,
+        is_backward_move,
+        is_reopen
 
-    from classified_spells
+    from spells
 
 )
 

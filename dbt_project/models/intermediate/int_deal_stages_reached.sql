@@ -1,105 +1,14 @@
+{#-
+    A view: the stored grid (int_deal_stages_reached_base, incremental) plus total_days_in_stage, the
+    closed spells' days and the open spell's days to the end of the as-of day.
+-#}
+{{ config(materialized='view') }}
+
 with
 
-deals as (
+reached as (
 
-    select * from {{ ref('stg_crm__deals') }}
-
-),
-
-stages as (
-
-    select * from {{ ref('stg_crm__stages') }}
-
-),
-
-spells as (
-
-    select * from {{ ref('int_deal_stage_spells') }}
-
-),
-
-stage_entries as (
-
-    select
-        deal_id,
-        stage_id,
-        min(entered_at) as first_entered_at,
-        count(*) as visit_count,
-        sum(duration_days) as total_days_in_stage
-    from spells
-    group by deal_id, stage_id
-
-),
-
--- How far each deal got: the highest stage it entered, lost stages aside (a lost deal reached only
--- the stages before it was lost).
-deal_progress as (
-
-    select
-        deal_id,
-        max(case when not is_lost then stage_order end) as furthest_stage_order
-    from spells
-    group by deal_id
-
-),
-
--- Every current (not deleted) stage of the deal's pipeline.
-deal_stage_grid as (
-
-    select
-        deals.deal_id,
-        stages.pipeline_id,
-        stages.stage_id,
-        stages.stage_order,
-        stages.is_won,
-        stages.is_lost,
-        stage_entries.first_entered_at,
-        coalesce(stage_entries.visit_count, 0) as visit_count,
-        coalesce(stage_entries.total_days_in_stage, 0) as total_days_in_stage,
-        stage_entries.first_entered_at is not null as has_entered,
-        deal_progress.furthest_stage_order
-    from deals
-    inner join stages
-        on deals.pipeline_id = stages.pipeline_id
-    left join stage_entries
-        on
-            deals.deal_id = stage_entries.deal_id
-            and stages.stage_id = stage_entries.stage_id
-    left join deal_progress
-        on deals.deal_id = deal_progress.deal_id
-    where not stages.is_deleted
-
-),
-
--- Strict funnel, along the open stages and won: a stage counts when it was entered after every
--- earlier stage was entered, in stage order.
-ordered_entries as (
-
-    select
-        *,
-        case
-            when not has_entered then 1
-            when first_entered_at < max(first_entered_at) over (
-                partition by deal_id, is_lost
-                order by stage_order
-                rows between unbounded preceding and 1 preceding
-            ) then 1
-            else 0
-        end as is_out_of_sequence
-    from deal_stage_grid
-
-),
-
-sequence_checks as (
-
-    select
-        *,
-        sum(is_out_of_sequence) over (
-            partition by deal_id, is_lost
-            order by stage_order
-            rows between unbounded preceding and current row
-        ) as broken_sequence_count
-    from ordered_entries
+    select * from {{ ref('int_deal_stages_reached_base') }}
 
 ),
 
@@ -115,19 +24,14 @@ final as (
         has_entered,
         first_entered_at,
         visit_count,
-        total_days_in_stage,
-        case
-            when is_lost then has_entered
-            else has_entered or coalesce(furthest_stage_order >= stage_order, false)
-        end as is_reached,
-        case
-            when is_lost then has_entered
-            else broken_sequence_count = 0
-        end as is_reached_strict,
-        not is_lost and not has_entered and coalesce(furthest_stage_order > stage_order, false)
-            as is_skipped
+        closed_days_in_stage + coalesce(
+            {{ days_between('open_spell_entered_at', dbt.dateadd('day', 1, as_of_date_literal())) }}, 0
+        ) as total_days_in_stage,
+        is_reached,
+        is_reached_strict,
+        is_skipped
 
-    from sequence_checks
+    from reached
 
 )
 
