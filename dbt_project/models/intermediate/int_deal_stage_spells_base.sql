@@ -11,12 +11,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-            delete from {{ this }}
-            where deal_id in (select touched.deal_id from {{ ref('int_deals_touched') }} as touched)
-            {% endif %}"
-        ]
+        pre_hook=["{{ delete_touched_deals() }}"]
     )
 }}
 
@@ -26,7 +21,7 @@ stage_changes as (
 
     select * from {{ ref('stg_crm__deal_stage_changes') }}
     {% if is_incremental() %}
-    where deal_id in (select touched.deal_id from {{ ref('int_deals_touched') }} as touched)
+    where deal_id in ({{ touched_deal_ids() }})
     {% endif %}
 
 ),

@@ -12,12 +12,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-            delete from {{ this }}
-            where deal_id in (select touched.deal_id from {{ ref('int_deals_touched') }} as touched)
-            {% endif %}"
-        ]
+        pre_hook=["{{ delete_touched_deals() }}"]
     )
 }}
 
@@ -27,7 +22,7 @@ deals as (
 
     select * from {{ ref('stg_crm__deals') }}
     {% if is_incremental() %}
-    where deal_id in (select touched.deal_id from {{ ref('int_deals_touched') }} as touched)
+    where deal_id in ({{ touched_deal_ids() }})
     {% endif %}
 
 ),
@@ -42,7 +37,7 @@ spells as (
 
     select * from {{ ref('int_deal_stage_spells_base') }}
     {% if is_incremental() %}
-    where deal_id in (select touched.deal_id from {{ ref('int_deals_touched') }} as touched)
+    where deal_id in ({{ touched_deal_ids() }})
     {% endif %}
 
 ),

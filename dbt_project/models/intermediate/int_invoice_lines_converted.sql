@@ -12,18 +12,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-            delete from {{ this }}
-            where exists (
-                select 1
-                from {{ ref('int_client_months_touched') }} as touched
-                where
-                    touched.client_id = {{ this.identifier }}.client_id
-                    and touched.turnover_month = {{ this.identifier }}.turnover_month
-            )
-            {% endif %}"
-        ]
+        pre_hook=["{{ delete_touched_client_months() }}"]
     )
 }}
 

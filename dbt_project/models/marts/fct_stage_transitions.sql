@@ -9,12 +9,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-            delete from {{ this }}
-            where deal_id in (select deal_id from {{ ref('int_deals_touched') }})
-            {% endif %}"
-        ]
+        pre_hook=["{{ delete_touched_deals() }}"]
     )
 }}
 

@@ -1,0 +1,32 @@
+{#-
+    The pre-hook of a model incremental by the partition window: in an incremental run, delete the rows
+    of the deals (client-months) the window touched; the model then appends them rebuilt, so a deal that
+    left the funnel, or a client-month that lost its invoices, is emptied. Nothing on a full build.
+    Qualifying columns with the bare table name in `delete ... where exists` is DuckDB/Postgres syntax.
+-#}
+{% macro delete_touched_deals() -%}
+    {%- if is_incremental() %}
+    delete from {{ this }}
+    where deal_id in ({{ touched_deal_ids() }})
+    {%- endif %}
+{%- endmacro %}
+
+
+{% macro delete_touched_client_months() -%}
+    {%- if is_incremental() %}
+    delete from {{ this }}
+    where exists (
+        select 1
+        from {{ ref('int_client_months_touched') }} as touched
+        where
+            touched.client_id = {{ this.identifier }}.client_id
+            and touched.turnover_month = {{ this.identifier }}.turnover_month
+    )
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- The deals the window touched, as a select for `deal_id in (...)`. -#}
+{% macro touched_deal_ids() -%}
+    select touched.deal_id from {{ ref('int_deals_touched') }} as touched
+{%- endmacro %}
