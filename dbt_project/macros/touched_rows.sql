@@ -30,3 +30,16 @@
 {% macro touched_deal_ids() -%}
     select touched.deal_id from {{ ref('int_deals_touched') }} as touched
 {%- endmacro %}
+
+
+{#-
+    The activities an incremental run of stg_crm__activities rewrites: those with a version in the
+    window, and every activity that was ever on a deal the window touched.
+-#}
+{% macro touched_activity_ids() -%}
+    select changed.activity_id
+    from {{ source('crm', 'activities') }} as changed
+    where
+        {{ in_extract_window('changed._extract_date') }}
+        or changed.deal_id in ({{ touched_deal_ids() }})
+{%- endmacro %}

@@ -317,10 +317,11 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(INTEGRITY_ISSUES_DDL)
 
 
-def load_extract(con: duckdb.DuckDBPyConnection, extract_date: date) -> None:
-    """Append one extract's rows to raw, with the lineage columns ingestion adds."""
+def load_extract(con: duckdb.DuckDBPyConnection, extract_date: date, tables: dict | None = None) -> None:
+    """Append one extract's rows (or `tables`, rows per table, as that extract) to raw, with the lineage
+    columns ingestion adds."""
     contract = load_contract()
-    for table_name, rows in EXTRACTS[extract_date].items():
+    for table_name, rows in (EXTRACTS[extract_date] if tables is None else tables).items():
         names = contract.table(table_name).column_names
         for row_number, row in enumerate(rows, start=1):
             values = [row.get(name) for name in names]

@@ -1,7 +1,8 @@
 {#-
     The client-months an incremental run of fct_client_turnover rewrites: the months of every invoice
     (in all its raw versions, so a move to another client or month rewrites the old one too) that an
-    extract in the window (vars min_date, max_date) may have changed.
+    extract in the window (vars min_date, max_date) may have changed, and every client-month of a client
+    the window changed.
 -#}
 with
 
@@ -62,6 +63,15 @@ changed_rates as (
 
 ),
 
+-- A client that arrives after its invoices clears their unknown_client finding.
+changed_clients as (
+
+    select client_id
+    from {{ source('crm', 'clients') }}
+    where {{ in_extract_window() }}
+
+),
+
 touched_invoice_versions as (
 
     select
@@ -81,6 +91,15 @@ touched_invoice_versions as (
         on
             invoice_versions.currency = changed_rates.currency
             and invoice_versions.issue_date >= changed_rates.first_changed_rate_date
+
+    union all
+
+    select
+        invoice_versions.client_id,
+        invoice_versions.issue_date
+    from invoice_versions
+    inner join changed_clients
+        on invoice_versions.client_id = changed_clients.client_id
 
 ),
 

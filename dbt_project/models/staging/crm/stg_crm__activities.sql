@@ -3,10 +3,13 @@
     assets (activity norms, action plan, deals needing action, client base). As a view, each reader
     re-ranked every version of every activity.
 
-    Incremental by the partition window: a run deletes every activity an extract in the window carries
-    and re-inserts the latest version of each (all its versions are ranked, so a backfill of an older
-    window keeps a newer extract's version). Without a window (a full build) that is every activity.
+    Incremental by the partition window: a run deletes the activities an extract in the window carries,
+    and those of the deals the window touched (int_deals_touched: a deal that arrives after its
+    activities clears their unknown_deal finding), then re-inserts the latest version of each (all its
+    versions are ranked, so a backfill of an older window keeps a newer extract's version). Without a
+    window (a full build) that is every activity.
 -#}
+-- depends_on: {{ ref('int_deals_touched') }}
 {{
     config(
         materialized='incremental',
@@ -15,11 +18,7 @@
         pre_hook=[
             "{% if is_incremental() %}
             delete from {{ this }}
-            where activity_id in (
-                select cast(changed.activity_id as varchar)
-                from {{ source('crm', 'activities') }} as changed
-                where {{ in_extract_window('changed._extract_date') }}
-            )
+            where activity_id in ({{ touched_activity_ids() }})
             {% endif %}"
         ]
     )
@@ -33,21 +32,12 @@ source as (
 
 ),
 
--- Used only in incremental runs, which the linter does not render.
-changed_activities as (  -- noqa: ST03
-
-    select distinct activity_id
-    from source
-    where {{ in_extract_window() }}
-
-),
-
 window_versions as (
 
     select source.*
     from source
     {% if is_incremental() %}
-    where source.activity_id in (select changed_activities.activity_id from changed_activities)
+    where source.activity_id in ({{ touched_activity_ids() }})
     {% endif %}
 
 ),
