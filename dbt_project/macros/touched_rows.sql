@@ -1,13 +1,14 @@
 {#-
     The pre-hook of a model incremental by the partition window: in an incremental run, delete the rows
-    of the deals (client-months) the window touched; the model then appends them rebuilt, so a deal that
-    left the funnel, or a client-month that lost its invoices, is emptied. Nothing on a full build.
+    the window touched; the model then appends them rebuilt, so a deal that left the funnel, or a
+    client-month that lost its invoices, is emptied. Nothing on a full build. `delete_touched_keys`
+    deletes the rows whose `key` is in `touched_ids` (a select, e.g. touched_deal_ids()).
     Qualifying columns with the bare table name in `delete ... where exists` is DuckDB/Postgres syntax.
 -#}
-{% macro delete_touched_deals() -%}
+{% macro delete_touched_keys(key, touched_ids) -%}
     {%- if is_incremental() %}
     delete from {{ this }}
-    where deal_id in ({{ touched_deal_ids() }})
+    where {{ key }} in ({{ touched_ids }})
     {%- endif %}
 {%- endmacro %}
 

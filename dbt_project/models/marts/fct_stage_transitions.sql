@@ -9,7 +9,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=["{{ delete_touched_deals() }}"]
+        pre_hook=["{{ delete_touched_keys('deal_id', touched_deal_ids()) }}"]
     )
 }}
 

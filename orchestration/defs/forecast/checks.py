@@ -52,8 +52,9 @@ def percentiles_out_of_order(frame: pl.DataFrame, p10: str, p50: str, p90: str) 
 
 
 def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """Three steps: the backtest's checks (its two tables are written by one step), the live
-    forecast's (likewise), and its reproducibility (which recomputes it)."""
+    """Two steps of the daily job: the backtest's checks (its two tables are written by one step) and
+    the live forecast's (likewise); and the reproducibility check, which recomputes the forecast and
+    runs in the weekly audit job (AUDIT_CHECKS in orchestration/definitions.py)."""
 
     def probabilities_within_unit_interval(context, conn) -> dg.AssetCheckResult:
         bad = probabilities_outside_unit_interval(read_frame(conn, "marts", "pipeline_forecast_deals"))

@@ -15,12 +15,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
-        pre_hook=[
-            "{% if is_incremental() %}
-            delete from {{ this }}
-            where activity_id in ({{ touched_activity_ids() }})
-            {% endif %}"
-        ]
+        pre_hook=["{{ delete_touched_keys('activity_id', touched_activity_ids()) }}"]
     )
 }}
 
