@@ -8,13 +8,15 @@ one, never on the pipeline's own file), in this process, and prints one JSON lin
 the materialisation (read, transform, write) and the CPU seconds it used (less sensitive to a shared
 machine's load), the process's RSS before it and its peak (`ru_maxrss`,
 which is never given back, so profile one asset per process for a clean figure: `--asset all` runs each
-in its own subprocess).
+in its own subprocess). `--statements` also prints each DuckDB statement the transform runs through
+`transforms.sql.Tables`, with its seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -104,7 +106,14 @@ def main() -> None:
         default=os.environ.get("FUNNEL_DUCKDB_MEMORY_LIMIT", "2GB"),
         help="DuckDB's memory limit (default: the pipeline's)",
     )
+    parser.add_argument("--statements", action="store_true", help="print each statement's seconds (stderr)")
     args = parser.parse_args()
+    if args.statements:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        statements = logging.getLogger("transforms.sql")
+        statements.addHandler(handler)
+        statements.setLevel(logging.DEBUG)
     if args.asset != "all":
         limit = args.memory_limit
         print(json.dumps(profile_one(args.warehouse, args.asset, args.partition, args.first_extract, limit)))
@@ -125,6 +134,7 @@ def main() -> None:
                 args.first_extract,
                 "--memory-limit",
                 args.memory_limit,
+                *(["--statements"] if args.statements else []),
             ],
             check=True,
         )

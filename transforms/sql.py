@@ -13,7 +13,9 @@ Shared intermediate results become temporary tables of the connection and are dr
 from __future__ import annotations
 
 import itertools
+import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -27,6 +29,8 @@ Source = str | pl.DataFrame | pl.LazyFrame
 _RELATION = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _serial = itertools.count()
+log = logging.getLogger(__name__)
+"""DEBUG: each statement `Tables` runs, with its seconds (`benchmarks.profile_marts --statements`)."""
 
 
 def date_literal(day: date) -> str:
@@ -74,7 +78,12 @@ class Tables:
 
     def frame(self, sql: str, **params: object) -> pl.DataFrame:
         """The result of `sql` (placeholders bound) as a Polars frame."""
-        return self.conn.sql(self.text(sql, **params)).pl()
+        start = time.perf_counter()
+        result = self.conn.sql(self.text(sql, **params)).pl()
+        if log.isEnabledFor(logging.DEBUG):
+            first = " ".join(sql.split())[:80]
+            log.debug("frame %s rows %.2f s: %s", f"{result.height:,}", time.perf_counter() - start, first)
+        return result
 
     def define(self, name: str, sql: str, **params: object) -> None:
         """Let later SQL name the subquery `sql` as `{name}` (computed where it is read, never stored)."""
@@ -87,7 +96,9 @@ class Tables:
         if not _NAME.match(name):
             raise ValueError(f"not a plain name: {name!r}")
         table = f"_tmp_{name}_{next(_serial)}"
+        start = time.perf_counter()
         self.conn.execute(f"CREATE TEMP TABLE {table} AS {self.text(sql, **params)}")
+        log.debug("materialize %s %.2f s", name, time.perf_counter() - start)
         self._temp_tables.append(table)
         self._names[name] = table
 

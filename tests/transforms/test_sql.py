@@ -1,5 +1,7 @@
 """transforms.sql: the named inputs of the transforms' SQL, bound to relations or to frames."""
 
+import logging
+
 import duckdb
 import polars as pl
 import pytest
@@ -26,3 +28,14 @@ def test_only_plain_names_and_relations_are_bound():
             t.add("deals", "marts.deals; drop table x")
         with pytest.raises(ValueError, match="not a plain name"):
             t.materialize("a b", "select 1")
+
+
+def test_each_statement_is_logged_with_its_time_at_debug(caplog):
+    """What `benchmarks.profile_marts --statements` prints: which statement of a transform took the time."""
+    caplog.set_level(logging.DEBUG, logger="transforms.sql")
+    with frame_tables({"deals": pl.DataFrame({"deal_id": ["d1", "d2", "d3"]})}) as t:
+        t.materialize("kept", "select * from {deals} where deal_id <> 'd2'")
+        t.frame("select deal_id from {kept}")
+    messages = [r.getMessage() for r in caplog.records if r.name == "transforms.sql"]
+    assert [m.split(" s")[0].rsplit(" ", 1)[0] for m in messages] == ["materialize kept", "frame 2 rows"]
+    assert messages[1].endswith(": select deal_id from {kept}")
