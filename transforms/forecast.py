@@ -21,8 +21,9 @@ The learned method, per open deal:
   remaining time (pools: line x segment x stage, else line x stage with every segment's stays put on
   one time scale (its pace relative to its line's), each needing `min_timing_samples`; else that
   scaled line x stage pool ignoring age);
-- amount: the deal's amount in EUR (dim_deals.amount_reporting, today's value: the marts keep no
-  amount history); without one, the average won deal of its line x segment in the window (flagged).
+- amount: the deal's amount in EUR (dim_deals.amount_reporting, today's; the backtest passes the
+  amounts known at its origin, `transforms.forecast_backtest.amounts_known_at`); without one, the
+  average won deal of its line x segment in the window (flagged).
 
 Leads not yet created: the line x segment's funnel entries per day over the last
 `inflow_window_days`, times P(win | entry stage mix), placed in months by the observed created-to-won

@@ -14,8 +14,12 @@ against each window). Per origin x horizon x business line (and 'all'); the summ
 line x method: MAPE = mean |F - A| / A over origins with A > 0, bias = mean (F - A) / A, coverage =
 share of origins with P10 <= A <= P90 (learned only; calibrated and as simulated).
 
-Incremental: an origin's forecast depends only on the spells known at D (with today's deal amounts and
-segments), the stage catalogue, the settings and this code. `origin_fingerprints` hashes exactly those
+Amounts: with the deals' amount history (`int_deal_amounts_known`, see `amounts_known_at`) a deal is
+valued at the amount the CRM showed at D; without it, at today's amount. Actuals are always valued at
+today's amount: what was won.
+
+Incremental: an origin's forecast depends only on the spells known at D (with the amounts known at D and
+today's segments), the stage catalogue, the settings and this code. `origin_fingerprints` hashes exactly those
 per origin; a run reuses the forecast part of every origin whose fingerprint matches the table's and
 recomputes the others (new origins, or old ones whose inputs a corrected extract changed). Actuals,
 calibration and errors are recomputed on every run: they are cheap.
@@ -49,7 +53,7 @@ from transforms.forecast_chain import exact_sum
 
 HORIZONS = (1, 3)
 METHODS = ("learned", "naive", "naive_unphased")
-MODEL_VERSION = "2026-11-28.1"
+MODEL_VERSION = "2026-11-28.2"
 """Part of every origin's fingerprint: bump it when a code change moves the backtest's figures, so the
 origins kept in the table are recomputed."""
 
@@ -138,12 +142,45 @@ def _won_by_line(spells: pl.LazyFrame, start: datetime, end: datetime) -> dict[s
     return out
 
 
+AMOUNT_COLUMNS = ("deal_id", "known_from", "amount_reporting")
+"""The deals' amount history (`intermediate.int_deal_amounts_known`): from `known_from` on, the CRM
+showed `amount_reporting` (EUR), one row per change."""
+
+
+def amounts_known_at(amounts: pl.DataFrame, at: datetime) -> pl.LazyFrame:
+    """Per deal, the amount the CRM showed just before `at`: its latest row with known_from < at, else
+    its first row (history loaded later than `at`, e.g. from a one-off dump: the oldest amount held)."""
+    return (
+        amounts.lazy()
+        .filter(
+            (pl.col("known_from") < at) | (pl.col("known_from") == pl.col("known_from").min().over("deal_id"))
+        )
+        .group_by("deal_id")
+        .agg(pl.col("amount_reporting").sort_by("known_from").last().cast(pl.Float64))
+    )
+
+
+def with_amounts_known_at(known: pl.LazyFrame, amounts: pl.DataFrame | None, at: datetime) -> pl.LazyFrame:
+    """The spells (already cut at `at`) with each deal valued at its amount known at `at`; unchanged
+    without a history. A deal missing from the history has no amount (the forecast imputes one)."""
+    if amounts is None:
+        return known
+    return known.drop("amount_reporting").join(
+        amounts_known_at(amounts, at), on="deal_id", how="left", maintain_order="left"
+    )
+
+
 def backtest_forecast_at(
-    spells: pl.LazyFrame, stages: pl.DataFrame, origin: datetime, settings: ForecastSettings
+    spells: pl.LazyFrame,
+    stages: pl.DataFrame,
+    origin: datetime,
+    settings: ForecastSettings,
+    amounts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """What the forecast said at one origin (no actuals): one row per horizon x business line (and
-    'all') x method, columns FORECAST_COLUMNS; the learned range as simulated."""
-    known = spells_known_at(spells, origin)
+    'all') x method, columns FORECAST_COLUMNS; the learned range as simulated. Deals are valued at
+    their amount known at the origin when `amounts` (AMOUNT_COLUMNS) is given, else at the spells'."""
+    known = with_amounts_known_at(spells_known_at(spells, origin), amounts, origin)
     model = learn_funnel_model(known, stages, origin, settings)
     scored = score_open_deals(open_deals_at(known, origin), model, settings).collect()
     horizon = max(HORIZONS)
@@ -234,6 +271,7 @@ def origin_fingerprints(
     stages: pl.DataFrame,
     origins: list[datetime],
     settings: ForecastSettings,
+    amounts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per origin: a 128-bit fingerprint (hex) of everything its forecast reads.
 
@@ -243,12 +281,17 @@ def origin_fingerprints(
     exited (with its exit time); each form's hash (over every column, deal amount and segment
     included) is added, modulo 2^64, to the origins from the first one at which the row looks like
     that to the last one. One pass over the rows; a change of any row an origin can see changes its
-    fingerprint, a change an origin cannot see (a later event, a deal closing after D) does not."""
+    fingerprint, a change an origin cannot see (a later event, a deal closing after D) does not.
+
+    With `amounts` (the deals' amount history) the spells' own amount is left out, and each row of the
+    history is added to the origins that value the deal at it (`amounts_known_at`) and see the deal:
+    an amount the CRM showed only after the last origin changes nothing."""
     frame = spells.collect() if isinstance(spells, pl.LazyFrame) else spells
     n = len(origins)
     if n == 0:
         return pl.DataFrame(schema={"origin_date": pl.Date, "input_fingerprint": pl.String})
-    columns = [c for c in frame.columns if c not in ("exited_at", "crm_closed_at")]
+    left_out = ("exited_at", "crm_closed_at", *(("amount_reporting",) if amounts is not None else ()))
+    columns = [c for c in frame.columns if c not in left_out]
     never = datetime(9999, 1, 1)
     hashed = frame.select(
         entered=pl.col("entered_at"),
@@ -260,12 +303,11 @@ def origin_fingerprints(
     )
     points = np.array([np.datetime64(o, "us") for o in origins])
 
-    def first_origin_after(column: str) -> np.ndarray:
+    def first_origin_after(instants: pl.Series) -> np.ndarray:
         # Index of the first origin strictly after the instant (origins at or before it do not see it).
-        values = hashed.get_column(column).cast(pl.Datetime("us")).to_numpy()
-        return np.searchsorted(points, values, side="right")
+        return np.searchsorted(points, instants.cast(pl.Datetime("us")).to_numpy(), side="right")
 
-    entered, exited, crm = (first_origin_after(c) for c in ("entered", "exited", "crm"))
+    entered, exited, crm = (first_origin_after(hashed.get_column(c)) for c in ("entered", "exited", "crm"))
     accumulator = np.zeros(n + 1, dtype=np.uint64)
     for start, stop, column in [
         (entered, np.minimum(exited, crm), "open_hash"),
@@ -273,6 +315,11 @@ def origin_fingerprints(
         (np.maximum(entered, exited), np.full(entered.size, n), "exited_hash"),
     ]:
         value = hashed.get_column(column).to_numpy()
+        live = start < stop
+        np.add.at(accumulator, start[live], value[live])
+        np.add.at(accumulator, stop[live], np.uint64(0) - value[live])
+    if amounts is not None:
+        start, stop, value = _amount_spans(frame, amounts, first_origin_after)
         live = start < stop
         np.add.at(accumulator, start[live], value[live])
         np.add.at(accumulator, stop[live], np.uint64(0) - value[live])
@@ -285,6 +332,31 @@ def origin_fingerprints(
         },
         schema={"origin_date": pl.Date, "input_fingerprint": pl.String},
     )
+
+
+def _amount_spans(spells: pl.DataFrame, amounts: pl.DataFrame, first_origin_after) -> tuple[np.ndarray, ...]:
+    """Per row of the amount history: the first origin that values its deal at it and sees the deal
+    (an origin sees a deal from its first spell on), the first that no longer does (the next row's), and
+    the row's hash."""
+    never = datetime(9999, 1, 1)
+    first_seen = spells.group_by("deal_id").agg(first_entered=pl.col("entered_at").min())
+    rows = (
+        amounts.select(AMOUNT_COLUMNS)
+        .join(first_seen, on="deal_id", how="inner")
+        .sort("deal_id", "known_from")
+        .with_columns(
+            is_first=pl.col("known_from") == pl.col("known_from").min().over("deal_id"),
+            next_from=pl.col("known_from").shift(-1).over("deal_id").fill_null(never),
+            row_hash=pl.struct("deal_id", pl.col("amount_reporting").cast(pl.Float64)).hash(seed=4),
+        )
+    )
+    seen = first_origin_after(rows.get_column("first_entered"))
+    # The first row also values the deal at the origins before it (`amounts_known_at`).
+    later = first_origin_after(rows.get_column("known_from"))
+    valid_from = np.where(rows.get_column("is_first").to_numpy(), 0, later)
+    start = np.maximum(seen, valid_from)
+    stop = first_origin_after(rows.get_column("next_from"))
+    return start, stop, rows.get_column("row_hash").to_numpy()
 
 
 @dataclass(frozen=True)
@@ -303,13 +375,15 @@ def run_backtest(
     origins: list[datetime],
     settings: ForecastSettings | None = None,
     previous: pl.DataFrame | None = None,
+    amounts: pl.DataFrame | None = None,
 ) -> BacktestRun:
     """The backtest over `origins`, reusing from `previous` (an earlier backtest table) the forecast of
-    every origin whose input fingerprint is unchanged."""
+    every origin whose input fingerprint is unchanged. `amounts` (AMOUNT_COLUMNS): the deals' amount
+    history, to value each deal at its amount known at the origin; None: at the spells' amounts."""
     settings = settings or ForecastSettings()
     frame = spells.collect()  # read once, cut many times
     spells = frame.lazy()
-    fingerprints = origin_fingerprints(frame, stages, origins, settings)
+    fingerprints = origin_fingerprints(frame, stages, origins, settings, amounts)
     kept = pl.DataFrame(schema=_FORECAST_SCHEMA | {"input_fingerprint": pl.String})
     usable = previous is not None and {*FORECAST_COLUMNS, "input_fingerprint"} <= set(previous.columns)
     if usable and previous.height:
@@ -318,7 +392,7 @@ def run_backtest(
         )
     reused = set(kept.get_column("origin_date").unique().to_list())
     fresh = [
-        backtest_forecast_at(spells, stages, origin, settings)
+        backtest_forecast_at(spells, stages, origin, settings, amounts)
         for origin in origins
         if origin.date() not in reused
     ]
@@ -396,9 +470,10 @@ def backtest(
     stages: pl.DataFrame,
     origins: list[datetime],
     settings: ForecastSettings | None = None,
+    amounts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per origin x horizon (1, 3 months) x business line (and 'all') x method, with errors."""
-    return run_backtest(spells, stages, origins, settings).rows
+    return run_backtest(spells, stages, origins, settings, amounts=amounts).rows
 
 
 def backtest_at(

@@ -2,7 +2,7 @@
 ground truth) for the backtest's acceptance figures, the embedded sample for the kept history."""
 
 import shutil
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -166,8 +166,9 @@ def _backtest_metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 def test_daily_backtest_recomputes_only_origins_whose_inputs_changed(generated_warehouse, tmp_path):
     """The backtest keeps each origin's forecast with a fingerprint of its inputs: a second run on the
-    same data recomputes nothing, a corrected old deal amount recomputes exactly the origins that saw the
-    deal, and the table then equals one built from scratch."""
+    same data recomputes nothing, nor does a deal re-priced after the last origin (what a daily extract
+    brings), a corrected old deal amount recomputes exactly the origins that saw the deal, and the table
+    then equals one built from scratch."""
     env, _ = generated_warehouse
     copy = tmp_path / "funnel.duckdb"
     shutil.copy(env.warehouse_path, copy)
@@ -187,8 +188,6 @@ def test_daily_backtest_recomputes_only_origins_whose_inputs_changed(generated_w
     second, again = run()
     assert second["origins_recomputed"] == 0 and second["origins_reused"] == first["origins"]
     assert again.equals(table)
-    # Correct the amount of a deal first seen between the 5th and 6th origin (as a corrected extract
-    # would after dbt): the origins from the 6th on saw it, the first five did not.
     origins = sorted(table["origin_date"].unique().to_list())
     with duckdb.connect(str(copy)) as conn:
         deal = conn.execute(
@@ -196,7 +195,23 @@ def test_daily_backtest_recomputes_only_origins_whose_inputs_changed(generated_w
                HAVING min(entered_at) >= ? AND min(entered_at) < ? ORDER BY deal_id LIMIT 1""",
             [origins[4], origins[5]],
         ).fetchall()[0][0]
-        conn.execute("UPDATE marts.dim_deals SET amount_reporting = 123456.78 WHERE deal_id = ?", [deal])
+        # Re-priced today, as a daily extract does (dbt adds a row to the amount history, and dim_deals
+        # carries the new amount): no origin valued the deal at it.
+        conn.execute(
+            "INSERT INTO intermediate.int_deal_amounts_known VALUES (?, ?, 654321.0)",
+            [deal, datetime.combine(_last_extract_date(env), datetime.min.time())],
+        )
+        conn.execute("UPDATE marts.dim_deals SET amount_reporting = 654321.0 WHERE deal_id = ?", [deal])
+    daily, _ = run()
+    assert daily["origins_recomputed"] == 0
+    # Correct the amount the deal always had (as a corrected extract would after dbt): the origins from
+    # the 6th on saw the deal, the first five did not.
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute(
+            "UPDATE intermediate.int_deal_amounts_known SET amount_reporting = 123456.78 "
+            "WHERE deal_id = ? AND known_from < ?",
+            [deal, datetime.combine(_last_extract_date(env), datetime.min.time())],
+        )
     third, corrected = run()
     assert third["origins_recomputed"] == len(origins) - 5
     assert third["recomputed"].startswith(origins[5].isoformat())

@@ -22,6 +22,7 @@ from transforms.forecast import (
     spells_known_at,
 )
 from transforms.forecast_backtest import (
+    amounts_known_at,
     backtest,
     backtest_at,
     backtest_origins,
@@ -577,6 +578,96 @@ def test_incremental_backtest_reuses_unchanged_origins_and_picks_up_corrections(
     scratch = run_backtest(corrected.lazy(), STAGES, origins, FAST)
     assert update.rows.equals(scratch.rows)
     assert not update.rows.equals(first.rows)
+
+
+def _history_of_today(spells: pl.DataFrame) -> pl.DataFrame:
+    """An amount history with one row per deal, from its first spell on, at the spells' amount."""
+    return spells.group_by("deal_id").agg(
+        known_from=pl.col("entered_at").min(), amount_reporting=pl.col("amount_reporting").first()
+    )
+
+
+def test_backtest_values_deals_at_the_amount_known_at_each_origin(synthetic):
+    spells, origins = _backtest_inputs(synthetic)
+    history = _history_of_today(spells)
+    forecast_columns = ["origin_date", "horizon_months", "business_line", "method", "forecast_revenue"]
+    base = run_backtest(spells.lazy(), STAGES, origins, FAST, amounts=history)
+    # A history that never changed gives the forecasts of today's amounts.
+    plain = run_backtest(spells.lazy(), STAGES, origins, FAST)
+    assert base.rows.select(forecast_columns).equals(plain.rows.select(forecast_columns))
+    # A deal open at the 5th and 6th origins is re-priced between them. The amount it had is what the
+    # first five saw; from the 6th on the forecast values it at the new amount, as a run on spells that
+    # carried the new amount all along would at those origins.
+    fifth, sixth = origins[4], origins[5]
+    open_at = [
+        set(open_deals_at(spells_known_at(spells.lazy(), o), o).collect()["deal_id"]) for o in (fifth, sixth)
+    ]
+    deal = sorted(open_at[0] & open_at[1])[0]
+    repriced = pl.concat(
+        [
+            history,
+            pl.DataFrame(
+                {"deal_id": [deal], "known_from": [fifth + timedelta(days=3)], "amount_reporting": [5e6]}
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    update = run_backtest(spells.lazy(), STAGES, origins, FAST, previous=base.rows, amounts=repriced)
+    assert update.recomputed == [o.date() for o in origins[5:]]
+    assert update.reused == [o.date() for o in origins[:5]]
+    forecasts = update.rows.filter(pl.col("method") == "learned").select(forecast_columns)
+    before = base.rows.filter(pl.col("method") == "learned").select(forecast_columns)
+    early = pl.col("origin_date") < sixth.date()
+    assert forecasts.filter(early).equals(before.filter(early))
+    at_sixth = [
+        f.filter(pl.col("origin_date") == sixth.date())["forecast_revenue"].sum() for f in (forecasts, before)
+    ]
+    assert at_sixth[0] > at_sixth[1]
+    new_amount = spells.with_columns(
+        amount_reporting=pl.when(pl.col("deal_id") == deal).then(5e6).otherwise(pl.col("amount_reporting"))
+    )
+    today = run_backtest(new_amount.lazy(), STAGES, origins, FAST).rows.filter(pl.col("method") == "learned")
+    late = pl.col("origin_date") >= sixth.date()
+    assert forecasts.filter(late).equals(today.select(forecast_columns).filter(late))
+    assert update.rows.equals(run_backtest(spells.lazy(), STAGES, origins, FAST, amounts=repriced).rows)
+    # A change the CRM shows after the last origin (a daily extract re-pricing an open deal) recomputes
+    # nothing, where today's amounts would have recomputed every origin that saw the deal.
+    after_last = pl.concat(
+        [
+            history,
+            pl.DataFrame(
+                {"deal_id": [deal], "known_from": [datetime(2026, 1, 1)], "amount_reporting": [7e6]}
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    daily = run_backtest(spells.lazy(), STAGES, origins, FAST, previous=base.rows, amounts=after_last)
+    assert daily.recomputed == [] and daily.rows.equals(base.rows)
+
+
+def test_amount_known_at_an_origin_is_the_latest_before_it_else_the_first():
+    amounts = pl.DataFrame(
+        {
+            "deal_id": ["d1", "d1", "d1", "d2"],
+            "known_from": [
+                datetime(2025, 1, 10),
+                datetime(2025, 3, 1),
+                datetime(2025, 3, 5),
+                datetime(2025, 6, 1),
+            ],
+            "amount_reporting": [100.0, 200.0, None, 50.0],
+        }
+    )
+
+    def at(day: datetime) -> dict:
+        return dict(amounts_known_at(amounts, day).collect().sort("deal_id").iter_rows())
+
+    # Before any row: the first one (the oldest amount held); at the instant of a change: not yet.
+    assert at(datetime(2025, 1, 1)) == {"d1": 100.0, "d2": 50.0}
+    assert at(datetime(2025, 3, 1)) == {"d1": 100.0, "d2": 50.0}
+    assert at(datetime(2025, 3, 2)) == {"d1": 200.0, "d2": 50.0}
+    # The CRM dropped the amount: the deal has none (the forecast imputes one).
+    assert at(datetime(2025, 4, 1)) == {"d1": None, "d2": 50.0}
 
 
 def test_live_calibration_reads_only_closed_windows_and_tolerates_an_old_table(synthetic):

@@ -16,7 +16,7 @@ from transforms.forecast import (
     forecast_as_of,
     funnel_spells,
 )
-from transforms.forecast_backtest import backtest_origins, backtest_summary, run_backtest
+from transforms.forecast_backtest import AMOUNT_COLUMNS, backtest_origins, backtest_summary, run_backtest
 from transforms.forecast_calibration import calibration_at
 from transforms.forecast_history import deal_states_at, forecast_changes
 
@@ -29,6 +29,7 @@ INPUTS = [
     dg.AssetKey(["staging", "stg_crm__stages"]),
     dg.AssetKey(["staging", "stg_crm__deals"]),
 ]
+AMOUNT_HISTORY = dg.AssetKey(["intermediate", "int_deal_amounts_known"])
 PIPELINE_FORECAST = dg.AssetKey(["marts", "pipeline_forecast"])
 PIPELINE_FORECAST_DEALS = dg.AssetKey(["marts", "pipeline_forecast_deals"])
 FORECAST_BACKTEST = dg.AssetKey(["marts", "forecast_backtest"])
@@ -80,6 +81,13 @@ def load_funnel_spells(conn: duckdb.DuckDBPyConnection) -> tuple[pl.LazyFrame, p
         read_frame(conn, "staging", "stg_crm__deals", ("deal_id", "closed_at")).lazy(),
     )
     return spells.collect().lazy(), stages
+
+
+def read_amount_history(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The deals' amount history, so the backtest values a deal at an origin by its amount then."""
+    return read_frame(conn, *AMOUNT_HISTORY.path, AMOUNT_COLUMNS).with_columns(
+        pl.col("amount_reporting").cast(pl.Float64)
+    )
 
 
 def read_backtest(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
@@ -209,14 +217,20 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
             },
         )
 
+    backtest_deps = [*INPUTS, AMOUNT_HISTORY]
+
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                FORECAST_BACKTEST, deps=INPUTS, group_name=GROUP, kinds=KINDS, description=d.FORECAST_BACKTEST
+                FORECAST_BACKTEST,
+                deps=backtest_deps,
+                group_name=GROUP,
+                kinds=KINDS,
+                description=d.FORECAST_BACKTEST,
             ),
             dg.AssetSpec(
                 FORECAST_BACKTEST_SUMMARY,
-                deps=INPUTS,
+                deps=backtest_deps,
                 group_name=GROUP,
                 kinds=KINDS,
                 description=d.FORECAST_BACKTEST_SUMMARY,
@@ -240,7 +254,14 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 if first_event_at is not None
                 else []
             )
-            run = run_backtest(spells, stages, origins, config.settings(), previous=read_backtest(conn))
+            run = run_backtest(
+                spells,
+                stages,
+                origins,
+                config.settings(),
+                previous=read_backtest(conn),
+                amounts=read_amount_history(conn),
+            )
             rows = run.rows
             if rows.height == 0:
                 raise dg.Failure(

@@ -82,8 +82,9 @@ PIPELINE_FORECAST_DEALS_COLUMNS = {
 FORECAST_BACKTEST = (
     "One row per origin (first day of a month) x horizon (1 or 3 months) x business line (and 'all') x "
     "method (learned, naive, naive_unphased): the forecast made with only the stage events before the "
-    "origin, against the revenue actually won in the window (deals whose first won entry falls in it, "
-    "leads created after the origin included)."
+    "origin and each deal at the amount the CRM showed then (int_deal_amounts_known), against the revenue "
+    "actually won in the window (deals whose first won entry falls in it, at their won amount, leads created "
+    "after the origin included)."
 )
 
 FORECAST_BACKTEST_COLUMNS = {
@@ -117,7 +118,8 @@ FORECAST_BACKTEST_COLUMNS = {
     "open_deal_count": "Deals open at the origin in the line (all lines for 'all').",
     "training_transitions": "Stage changes in the training window before the origin.",
     "input_fingerprint": "Hash of everything the origin's forecast read (the spells as known at the "
-    "origin with today's deal amounts and segments, the stage catalogue, the settings, the code version): "
+    "origin, the deal amounts known then, today's segments, the stage catalogue, the settings, the code "
+    "version): "
     "a run recomputes an origin only when it changed.",
 }
 
