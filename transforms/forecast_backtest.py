@@ -160,14 +160,16 @@ def amounts_known_at(amounts: pl.DataFrame, at: datetime) -> pl.LazyFrame:
     )
 
 
-def with_amounts_known_at(known: pl.LazyFrame, amounts: pl.DataFrame | None, at: datetime) -> pl.LazyFrame:
-    """The spells (already cut at `at`) with each deal valued at its amount known at `at`; unchanged
-    without a history. A deal missing from the history has no amount (the forecast imputes one)."""
+def with_amounts_known_at(spells: pl.DataFrame, amounts: pl.DataFrame | None, at: datetime) -> pl.DataFrame:
+    """The spells with each deal valued at its amount known at `at`; unchanged without a history. A deal
+    missing from the history has no amount (the forecast imputes one). Only the amount column is new:
+    the others are the same buffers (no copy of the spells per origin)."""
     if amounts is None:
-        return known
-    return known.drop("amount_reporting").join(
-        amounts_known_at(amounts, at), on="deal_id", how="left", maintain_order="left"
+        return spells
+    known = spells.select("deal_id").join(
+        amounts_known_at(amounts, at).collect(), on="deal_id", how="left", maintain_order="left"
     )
+    return spells.with_columns(known.get_column("amount_reporting"))
 
 
 def backtest_forecast_at(
@@ -180,7 +182,9 @@ def backtest_forecast_at(
     """What the forecast said at one origin (no actuals): one row per horizon x business line (and
     'all') x method, columns FORECAST_COLUMNS; the learned range as simulated. Deals are valued at
     their amount known at the origin when `amounts` (AMOUNT_COLUMNS) is given, else at the spells'."""
-    known = with_amounts_known_at(spells_known_at(spells, origin), amounts, origin)
+    if amounts is not None:
+        spells = with_amounts_known_at(spells.collect(), amounts, origin).lazy()
+    known = spells_known_at(spells, origin)
     model = learn_funnel_model(known, stages, origin, settings)
     scored = score_open_deals(open_deals_at(known, origin), model, settings).collect()
     horizon = max(HORIZONS)
