@@ -140,8 +140,10 @@ OUTCOMES_SQL = """
     from ({deals_sql}) as deals
     inner join (
         select deal_id, min(changed_at) as entered_funnel_at, max(changed_at) as last_at,
-            arg_max_null(is_to_won, (changed_at, transition_number)) as last_is_won,
-            arg_max_null(is_to_lost, (changed_at, transition_number)) as last_is_lost
+            -- transition_number orders a deal's events by (changed_at, event_id), and the events
+            -- kept (up to the as-of date) are a prefix of them: the last is the highest number.
+            arg_max_null(is_to_won, transition_number) as last_is_won,
+            arg_max_null(is_to_lost, transition_number) as last_is_lost
         from {events}
         group by deal_id
     ) as last_events on deals.deal_id = last_events.deal_id

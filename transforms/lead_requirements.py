@@ -217,7 +217,8 @@ def _open_deals(t: Tables) -> pl.LazyFrame:
         select outcomes.deal_id, outcomes.business_line, outcomes.segment, outcomes.amount_reporting,
             last_events.stage_id, last_events.stage_entered_at
         from (
-            select deal_id, arg_max_null(to_stage_id, (changed_at, transition_number)) as stage_id,
+            -- The last event: the highest transition_number (`transforms.funnel.OUTCOMES_SQL`).
+            select deal_id, arg_max_null(to_stage_id, transition_number) as stage_id,
                 max(changed_at) as stage_entered_at
             from {events}
             group by deal_id
