@@ -24,11 +24,17 @@ def _relation(schema: str, name: str) -> str:
 
 
 def read_frame(
-    conn: duckdb.DuckDBPyConnection, schema: str, name: str, columns: Sequence[str] | None = None
+    conn: duckdb.DuckDBPyConnection,
+    schema: str,
+    name: str,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
 ) -> pl.DataFrame:
-    """A relation as a frame; `columns`: only those (wide marts at scale are mostly memory)."""
+    """A relation as a frame; `columns`: only those (wide marts at scale are mostly memory); `where`: a
+    condition written by the caller (SQL text: never from extract data)."""
     selected = ", ".join(_plain(c) for c in columns) if columns else "*"
-    return conn.sql(f"SELECT {selected} FROM {_relation(schema, name)}").pl()
+    condition = f" WHERE {where}" if where else ""
+    return conn.sql(f"SELECT {selected} FROM {_relation(schema, name)}{condition}").pl()
 
 
 def _plain(column: str) -> str:

@@ -9,10 +9,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from orchestration.defs.forecast.assets import build_forecast_assets
+from orchestration.defs.forecast.assets import build_forecast_assets, load_funnel_spells
 from orchestration.defs.forecast.checks import build_forecast_checks
 from orchestration.partitions import daily_extract_partitions
 from orchestration.resources import WarehouseResource
+from transforms.forecast import cutoff_for
+from transforms.forecast_history import deal_states_at, forecast_changes
 
 
 def _materialize(env, warehouse_path, partition_key: str, selection=None) -> dg.ExecuteInProcessResult:
@@ -153,6 +155,12 @@ def test_history_keeps_each_run_and_explains_the_move(sample_warehouse, tmp_path
     won = changes.filter(pl.col("change_type") == "won")["expected_won_amount"].sum()
     move = latest["expected_won_amount"].sum() - previous["expected_won_amount"].sum() + won
     assert changes["contribution"].sum() == pytest.approx(move, rel=1e-9)
+    # The asset reads the spells of those deals only; the states of every deal give the same table.
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        every_deal, _ = load_funnel_spells(conn)
+    states = deal_states_at(every_deal, cutoff_for(last))
+    expected = forecast_changes(previous.lazy(), latest.lazy(), states).collect()
+    assert changes.sort("deal_id").equals(expected.sort("deal_id"))
 
 
 def _backtest_metadata(result: dg.ExecuteInProcessResult) -> dict:

@@ -1,5 +1,7 @@
 """Forecast assets: the live forecast, its backtest, and the kept history of every run's forecast."""
 
+import uuid
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -70,17 +72,35 @@ class BacktestConfig(ForecastConfig):
     judged on a model that has seen only short, early deals."""
 
 
-def load_funnel_spells(conn: duckdb.DuckDBPyConnection) -> tuple[pl.LazyFrame, pl.DataFrame]:
-    """The forecast's input: spells with their deals' attributes, and the stage catalogue."""
+def load_funnel_spells(
+    conn: duckdb.DuckDBPyConnection, deal_ids: pl.DataFrame | None = None
+) -> tuple[pl.LazyFrame, pl.DataFrame]:
+    """The forecast's input: spells with their deals' attributes, and the stage catalogue. With
+    `deal_ids` (a frame with a deal_id column), only those deals' rows are read."""
     stages = read_frame(conn, "staging", "stg_crm__stages")
-    spells = funnel_spells(
-        read_frame(conn, "intermediate", "int_deal_stage_spells", SPELL_COLUMNS).lazy(),
-        read_frame(conn, "marts", "dim_deals", DEAL_COLUMNS).lazy(),
-        read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
-        stages.lazy(),
-        read_frame(conn, "staging", "stg_crm__deals", ("deal_id", "closed_at")).lazy(),
-    )
-    return spells.collect().lazy(), stages
+    view = f"_forecast_deal_ids_{uuid.uuid4().hex[:8]}"
+    if deal_ids is not None:
+        conn.register(view, deal_ids.select("deal_id").unique().to_arrow())
+
+    def of_deals(schema: str, name: str, columns) -> pl.LazyFrame:
+        if deal_ids is None:
+            return read_frame(conn, schema, name, columns).lazy()
+        return read_frame(
+            conn, schema, name, columns, where=f"deal_id IN (SELECT deal_id FROM {view})"
+        ).lazy()
+
+    try:
+        spells = funnel_spells(
+            of_deals("intermediate", "int_deal_stage_spells", SPELL_COLUMNS),
+            of_deals("marts", "dim_deals", DEAL_COLUMNS),
+            read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
+            stages.lazy(),
+            of_deals("staging", "stg_crm__deals", ("deal_id", "closed_at")),
+        ).collect()
+    finally:
+        if deal_ids is not None:
+            conn.unregister(view)
+    return spells.lazy(), stages
 
 
 def read_amount_history(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -358,13 +378,17 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 d.FORECAST_HISTORY_DEALS,
                 d.PIPELINE_FORECAST_DEALS_COLUMNS,
             )
-            history = read_frame(conn, "marts", "forecast_history_deals")
-            earlier = history.filter(pl.col("as_of_date") < as_of)
-            previous_as_of = earlier.get_column("as_of_date").max() if earlier.height else None
-            previous = (
-                earlier.filter(pl.col("as_of_date") == previous_as_of) if previous_as_of else deals.clear()
+            # Only the previous run's rows: the table grows by a forecast every day.
+            previous = conn.sql(
+                "SELECT * FROM marts.forecast_history_deals WHERE as_of_date = "
+                "(SELECT max(as_of_date) FROM marts.forecast_history_deals WHERE as_of_date < $as_of)",
+                params={"as_of": as_of},
+            ).pl()
+            previous_as_of = previous.get_column("as_of_date").max() if previous.height else None
+            # The states of the deals the two runs hold, not of every deal.
+            spells, _ = load_funnel_spells(
+                conn, pl.concat([previous.select("deal_id"), deals.select("deal_id")])
             )
-            spells, _ = load_funnel_spells(conn)
             changes = forecast_changes(
                 previous.lazy(), deals.lazy(), deal_states_at(spells, cutoff_for(as_of))
             ).collect()
