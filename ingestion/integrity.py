@@ -41,13 +41,24 @@ class Reference:
     missing_reason: str
 
 
-def reference_rules(ref: Reference) -> tuple[IntegrityRule, IntegrityRule]:
-    """Two findings per reference, so a cascade is told apart from its cause: the parent never existed
-    (`missing_rule`), or the parent is in quality.quarantine (`quarantined_<parent>_reference`)."""
-    dangling = f"""SELECT c."{ref.key_column}" AS record_key, c."{ref.column}" AS parent_key
+def dangling_name(ref: Reference) -> str:
+    """The temp relation of the reference's dangling rows (`create_latest_views`)."""
+    return f"dangling_{ref.table_name}__{ref.column}"
+
+
+def dangling_sql(ref: Reference) -> str:
+    """The records whose reference names no parent in raw: record_key, parent_key."""
+    return f"""SELECT c."{ref.key_column}" AS record_key, c."{ref.column}" AS parent_key
         FROM latest_{ref.table_name} c
         WHERE c."{ref.column}" IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM latest_{ref.parent_table} p WHERE p."{ref.parent_key}" = c."{ref.column}")"""
+
+
+def reference_rules(ref: Reference) -> tuple[IntegrityRule, IntegrityRule]:
+    """Two findings per reference, so a cascade is told apart from its cause: the parent never existed
+    (`missing_rule`), or the parent is in quality.quarantine (`quarantined_<parent>_reference`). Both read
+    the dangling rows, found once (`dangling_sql`: the anti-join over the child table is the costly part)."""
+    dangling = dangling_name(ref)
     parent_key_json = f"json_extract_string(original_values, '$.{ref.parent_key}')"
     # Malformed lines have no parsed key: NULLs are left out, or NOT IN would match nothing.
     quarantined = f"""SELECT {parent_key_json} FROM quality.quarantine
@@ -59,14 +70,14 @@ def reference_rules(ref: Reference) -> tuple[IntegrityRule, IntegrityRule]:
             ref.missing_rule,
             ref.missing_action,
             ref.missing_reason,
-            f"SELECT record_key FROM ({dangling}) WHERE parent_key NOT IN ({quarantined})",
+            f"SELECT record_key FROM {dangling} WHERE parent_key NOT IN ({quarantined})",
         ),
         IntegrityRule(
             ref.table_name,
             f"quarantined_{entity}_reference",
             ref.missing_action,
             f"the {entity} it names is in quality.quarantine, not in raw",
-            f"SELECT record_key FROM ({dangling}) WHERE parent_key IN ({quarantined})",
+            f"SELECT record_key FROM {dangling} WHERE parent_key IN ({quarantined})",
         ),
     )
 
@@ -241,7 +252,8 @@ RULES: tuple[IntegrityRule, ...] = (
 def create_latest_views(
     conn: duckdb.DuckDBPyConnection, contract: Contract, materialize: bool = False
 ) -> None:
-    """Temp views latest_<table>: the newest version of every key (extract date, then version column).
+    """Temp views latest_<table>: the newest version of every key (extract date, then version column),
+    and dangling_<table>__<column>: the rows of each reference that names no parent (`dangling_sql`).
     `materialize`: temp tables instead, holding only the columns the rules name (every rule reading a
     view would recompute its window over the whole raw table; all columns would cost memory at scale)."""
     rules_sql = " ".join(rule.record_keys_sql for rule in RULES) + " ".join(
@@ -263,6 +275,8 @@ def create_latest_views(
             f"CREATE OR REPLACE TEMP {kind} latest_{table.name} AS SELECT {columns} FROM raw.{table.name} "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
         )
+    for ref in REFERENCES:
+        conn.execute(f"CREATE OR REPLACE TEMP {kind} {dangling_name(ref)} AS {dangling_sql(ref)}")
 
 
 def refresh_integrity_issues(
@@ -301,6 +315,8 @@ def refresh_integrity_issues(
         raise
     finally:
         # Gone with the connection anyway; dropped now to free their memory and their names.
+        for ref in REFERENCES:
+            conn.execute(f"DROP TABLE IF EXISTS {dangling_name(ref)}")
         for table in contract.tables.values():
             conn.execute(f"DROP TABLE IF EXISTS latest_{table.name}")
     counts.update(dict(sorted(rows)))
