@@ -80,7 +80,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
         description="Recomputes the live forecast from the same inputs and checks it equals the written "
         "table (the seeded simulation is reproducible). Weekly: it costs as much as the forecast itself.",
     )
-    raw_assets = [a for a in ingestion if a.key in raw_keys]
+    raw_assets = [a for a in ingestion if set(a.keys) & raw_keys]
     freshness_checks, freshness_sensor = build_freshness(
         raw_assets, env.freshness_deadline_cron, env.schedule_timezone
     )

@@ -65,8 +65,9 @@ def test_steps_run_one_at_a_time_each_in_its_own_process(tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["success"], done.stderr[-3000:]
     pids = report["pids"]
-    # The two loads, the contract checks of both tables (one step) and the freshness checks.
-    assert {"raw__stage_catalogue", "raw__owners", "raw_contract_expectations"} <= set(pids)
+    # The two loads (one step, the selected part of raw_extracts), the contract checks of both tables
+    # (one step) and the freshness checks.
+    assert {"raw_extracts", "raw_contract_expectations"} <= set(pids)
     assert len(set(pids.values())) == len(pids)
     # One at a time: no two steps overlap (DuckDB allows one writing process per file).
     spans = sorted(report["spans"].values())
