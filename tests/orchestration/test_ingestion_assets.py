@@ -99,6 +99,11 @@ def test_a_broken_file_fails_the_run_naming_file_and_column(tmp_path, landing):
         failure.step_failure_data.error.to_string()
     )
     assert counts(tmp_path)[0] == 2  # the deals loaded before are intact
+    # The tables load in one step, in the contract's order: those before deals were loaded and are
+    # materialized, the ones after were not loaded.
+    contract_order = [dg.AssetKey(["raw", name]) for name in load_contract().tables]
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == set(contract_order[: contract_order.index(dg.AssetKey(["raw", "deals"]))])
 
 
 def test_a_failing_suite_fails_its_check_and_blocks_what_is_downstream(tmp_path, landing, monkeypatch):
