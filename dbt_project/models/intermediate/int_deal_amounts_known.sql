@@ -26,11 +26,9 @@ with
 source as (
 
     select * from {{ source('crm', 'deals') }}
-    where
-        not coalesce(is_deleted, false)
-        {% if is_incremental() %}
-        and deal_id in ({{ touched_deal_ids() }})
-        {% endif %}
+    {% if is_incremental() %}
+    where deal_id in ({{ touched_deal_ids() }})
+    {% endif %}
 
 ),
 
@@ -51,6 +49,7 @@ versions as (
         created_at,
         coalesce(updated_at, cast(_extract_date as timestamp)) as known_from
     from source
+    where not coalesce(is_deleted, false)
     qualify row_number() over (
         partition by deal_id, coalesce(updated_at, cast(_extract_date as timestamp))
         order by _extract_date desc, _source_row desc
