@@ -160,16 +160,38 @@ def amounts_known_at(amounts: pl.DataFrame, at: datetime) -> pl.LazyFrame:
     )
 
 
+class AmountsAtOrigins:
+    """The spells valued at the amounts known at one origin after another (`amounts_known_at`), for a
+    backtest run. Most deals have one row of history and so one amount at every origin: those are
+    placed once. Per origin, only the deals whose amount changed are looked up and written over a copy
+    of the amount column; the other columns stay the same buffers (no copy of the spells per origin)."""
+
+    def __init__(self, spells: pl.DataFrame, amounts: pl.DataFrame) -> None:
+        self.spells = spells
+        amounts = amounts.select(AMOUNT_COLUMNS).with_columns(pl.col("amount_reporting").cast(pl.Float64))
+        changed = amounts.group_by("deal_id").len().filter(pl.col("len") > 1).select("deal_id")
+        rows = spells.select("deal_id").with_row_index("row")
+        steady = amounts.join(changed, on="deal_id", how="anti").select("deal_id", "amount_reporting")
+        # A deal absent from the history has no amount (the forecast imputes one).
+        self.steady_amounts = rows.join(steady, on="deal_id", how="left", maintain_order="left").get_column(
+            "amount_reporting"
+        )
+        self.changed_rows = rows.join(changed, on="deal_id", how="semi")
+        self.changed = amounts.join(changed, on="deal_id", how="semi")
+
+    def spells_at(self, at: datetime) -> pl.DataFrame:
+        values = self.changed_rows.join(
+            amounts_known_at(self.changed, at).collect(), on="deal_id", how="left"
+        )
+        column = self.steady_amounts.clone().scatter(
+            values.get_column("row"), values.get_column("amount_reporting")
+        )
+        return self.spells.with_columns(column)
+
+
 def with_amounts_known_at(spells: pl.DataFrame, amounts: pl.DataFrame | None, at: datetime) -> pl.DataFrame:
-    """The spells with each deal valued at its amount known at `at`; unchanged without a history. A deal
-    missing from the history has no amount (the forecast imputes one). Only the amount column is new:
-    the others are the same buffers (no copy of the spells per origin)."""
-    if amounts is None:
-        return spells
-    known = spells.select("deal_id").join(
-        amounts_known_at(amounts, at).collect(), on="deal_id", how="left", maintain_order="left"
-    )
-    return spells.with_columns(known.get_column("amount_reporting"))
+    """The spells with each deal valued at its amount known at `at`; unchanged without a history."""
+    return spells if amounts is None else AmountsAtOrigins(spells, amounts).spells_at(at)
 
 
 def backtest_forecast_at(
@@ -177,13 +199,16 @@ def backtest_forecast_at(
     stages: pl.DataFrame,
     origin: datetime,
     settings: ForecastSettings,
-    amounts: pl.DataFrame | None = None,
+    amounts: pl.DataFrame | AmountsAtOrigins | None = None,
 ) -> pl.DataFrame:
     """What the forecast said at one origin (no actuals): one row per horizon x business line (and
     'all') x method, columns FORECAST_COLUMNS; the learned range as simulated. Deals are valued at
-    their amount known at the origin when `amounts` (AMOUNT_COLUMNS) is given, else at the spells'."""
+    their amount known at the origin when `amounts` (AMOUNT_COLUMNS, or `AmountsAtOrigins` over these
+    spells) is given, else at the spells'."""
+    if isinstance(amounts, pl.DataFrame):
+        amounts = AmountsAtOrigins(spells.collect(), amounts)
     if amounts is not None:
-        spells = with_amounts_known_at(spells.collect(), amounts, origin).lazy()
+        spells = amounts.spells_at(origin).lazy()
     known = spells_known_at(spells, origin)
     model = learn_funnel_model(known, stages, origin, settings)
     scored = score_open_deals(open_deals_at(known, origin), model, settings).collect()
@@ -397,8 +422,9 @@ def run_backtest(
             *FORECAST_COLUMNS, "input_fingerprint"
         )
     reused = set(kept.get_column("origin_date").unique().to_list())
+    valued = AmountsAtOrigins(frame, amounts) if amounts is not None else None
     fresh = [
-        backtest_forecast_at(spells, stages, origin, settings, amounts)
+        backtest_forecast_at(spells, stages, origin, settings, valued)
         for origin in origins
         if origin.date() not in reused
     ]
