@@ -189,11 +189,6 @@ class AmountsAtOrigins:
         return self.spells.with_columns(column)
 
 
-def with_amounts_known_at(spells: pl.DataFrame, amounts: pl.DataFrame | None, at: datetime) -> pl.DataFrame:
-    """The spells with each deal valued at its amount known at `at`; unchanged without a history."""
-    return spells if amounts is None else AmountsAtOrigins(spells, amounts).spells_at(at)
-
-
 def backtest_forecast_at(
     spells: pl.LazyFrame,
     stages: pl.DataFrame,
@@ -422,12 +417,9 @@ def run_backtest(
             *FORECAST_COLUMNS, "input_fingerprint"
         )
     reused = set(kept.get_column("origin_date").unique().to_list())
-    valued = AmountsAtOrigins(frame, amounts) if amounts is not None else None
-    fresh = [
-        backtest_forecast_at(spells, stages, origin, settings, valued)
-        for origin in origins
-        if origin.date() not in reused
-    ]
+    to_compute = [origin for origin in origins if origin.date() not in reused]
+    valued = AmountsAtOrigins(frame, amounts) if amounts is not None and to_compute else None
+    fresh = [backtest_forecast_at(spells, stages, origin, settings, valued) for origin in to_compute]
     forecasts = pl.concat(
         [
             kept.drop("input_fingerprint"),
