@@ -5,8 +5,8 @@
     later won, lost or re-priced does not lend the backtest its future amount.
 
     known_from is the version's updated_at (the CRM's time of the change), else its extract date.
-    Converted to the reporting currency as stg_crm__deals does: at the rate of the day the deal was
-    created, or the latest earlier rate. Versions that leave the amount as it was are collapsed.
+    Converted to the reporting currency by the rule stg_crm__deals uses (macro deals_with_fx_rate: the
+    rate of the day the deal was created). Versions that leave the amount as it was are collapsed.
 
     Incremental by the partition window: a run deletes the rows of the deals in int_deals_touched (which
     includes deals whose currency's rates changed) and re-inserts all their versions.
@@ -57,25 +57,19 @@ versions as (
 
 ),
 
--- ASOF JOIN is DuckDB syntax (listed in README.md).
+versions_with_rates as (
+
+    {{ deals_with_fx_rate('versions', 'fx_rates') }}
+
+),
+
 converted as (
 
     select
-        versions.deal_id,
-        versions.known_from,
-        cast(
-            versions.amount
-            * case
-                when versions.currency = '{{ var("reporting_currency") }}' then 1.0
-                else fx_rates.rate_to_reporting
-            end
-            as decimal(18, 4)
-        ) as amount_reporting
-    from versions
-    asof left join fx_rates
-        on
-            versions.currency = fx_rates.currency
-            and cast(versions.created_at as date) >= fx_rates.rate_date
+        deal_id,
+        known_from,
+        cast(amount * fx_rate_to_reporting as decimal(18, 4)) as amount_reporting
+    from versions_with_rates
 
 ),
 

@@ -104,10 +104,9 @@ def load_funnel_spells(
 
 
 def read_amount_history(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The deals' amount history, so the backtest values a deal at an origin by its amount then."""
-    return read_frame(conn, *AMOUNT_HISTORY.path, AMOUNT_COLUMNS).with_columns(
-        pl.col("amount_reporting").cast(pl.Float64)
-    )
+    """The deals' amount history, so the backtest values a deal at an origin by its amount then (the
+    transforms take the amounts as floats)."""
+    return read_frame(conn, *AMOUNT_HISTORY.path, AMOUNT_COLUMNS)
 
 
 def read_backtest(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:

@@ -47,20 +47,9 @@ latest_deals as (
 ),
 
 -- The amount is converted at the rate of the day the deal was created, or the latest earlier rate.
--- ASOF JOIN is DuckDB syntax (listed in README.md).
 deals_with_rates as (
 
-    select
-        latest_deals.*,
-        case
-            when latest_deals.currency = '{{ var("reporting_currency") }}' then 1.0
-            else fx_rates.rate_to_reporting
-        end as fx_rate_to_reporting
-    from latest_deals
-    asof left join fx_rates
-        on
-            latest_deals.currency = fx_rates.currency
-            and cast(latest_deals.created_at as date) >= fx_rates.rate_date
+    {{ deals_with_fx_rate('latest_deals', 'fx_rates') }}
 
 ),
 
