@@ -44,3 +44,23 @@
         {{ in_extract_window('changed._extract_date') }}
         or changed.deal_id in ({{ touched_deal_ids() }})
 {%- endmacro %}
+
+
+{#-
+    Whether any of these models (by name) runs incrementally in this invocation: its table exists and
+    the run is not a --full-refresh. Looked up in the graph, as a model upstream of them cannot ref them.
+-#}
+{% macro any_incremental(model_names) -%}
+    {%- if not execute or flags.FULL_REFRESH -%}
+        {%- do return(false) -%}
+    {%- endif -%}
+    {%- for name in model_names -%}
+        {%- set relation = model_relation(name) -%}
+        {%- if adapter.get_relation(
+            database=relation.database, schema=relation.schema, identifier=relation.identifier
+        ) is not none -%}
+            {%- do return(true) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do return(false) -%}
+{%- endmacro %}

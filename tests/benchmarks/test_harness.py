@@ -1,9 +1,10 @@
 """The benchmark harness's pure helpers: step timings, stage totals, parsing, comparisons, the report.
 No timing is asserted anywhere: timings belong in `make bench`."""
 
+import duckdb
 import pytest
 
-from benchmarks.floor import statements
+from benchmarks.floor import mart_checksums, statements
 from benchmarks.harness import (
     compare_checksums,
     compare_marts,
@@ -86,6 +87,16 @@ def test_compare_checksums_reports_only_real_differences():
     pipeline = {"dim_deals": {"amount_reporting": 1000.0, "skip_count": 5.0, "age_days": None}}
     floor = {"dim_deals": {"amount_reporting": 1000.0000001, "skip_count": 6.0, "age_days": None}}
     assert compare_checksums(pipeline, floor) == ["dim_deals.skip_count: pipeline 5.0, floor 6.0"]
+
+
+def test_checksums_of_a_build_that_failed_before_a_mart_report_it_missing():
+    conn = duckdb.connect()
+    conn.execute("create schema marts")
+    conn.execute("create table marts.dim_clients as select 10 as employees union all select 5")
+    sums = mart_checksums(conn)
+    assert sums == {"dim_clients": {"employees": 15.0}}
+    floor = {"dim_clients": {"employees": 15.0}, "fct_client_turnover": {"invoice_count": 3.0}}
+    assert compare_checksums(sums, floor) == ["fct_client_turnover.invoice_count: pipeline None, floor 3.0"]
 
 
 def run_summary(run_seconds: float, stages: dict[str, float], rss: float) -> dict:

@@ -376,3 +376,26 @@ def test_data_tests_check_the_rows_the_window_touched(tmp_path) -> None:
     with warehouse.connect() as con:
         con.execute(f"{duplicate.replace('select *', 'select * replace (null as deal_id)')} limit 1")
     assert "not_null_int_deal_stage_spells_deal_id" in _failing_tests(warehouse, window)
+
+
+def test_client_months_touched_are_all_of_them_when_the_turnover_is_rebuilt(tmp_path) -> None:
+    """int_client_months_touched lists what fct_client_turnover rewrites: on a build that rebuilds the
+    turnover (a first build, --full-refresh) every client-month of every invoice version, whatever the
+    window; on an incremental run only what the window touched (nothing, for a day without an extract)."""
+    warehouse = new_warehouse(tmp_path, [dbt_raw_extracts.FIRST_EXTRACT, dbt_raw_extracts.SECOND_EXTRACT])
+    empty_day = {"min_date": "2024-03-01", "max_date": "2024-03-01"}
+    every_client_month = warehouse.rows(
+        "select distinct client_id, cast(date_trunc('month', issue_date) as date) "
+        "from raw.invoices order by all"
+    )
+    touched = "select * from intermediate.int_client_months_touched order by all"
+    assert len(every_client_month) == 3
+
+    warehouse.dbt("run", dbt_vars=empty_day)
+    assert warehouse.rows(touched) == every_client_month
+
+    warehouse.dbt("run", dbt_vars=empty_day)
+    assert warehouse.rows(touched) == []
+
+    warehouse.dbt("run", "--full-refresh", dbt_vars=empty_day)
+    assert warehouse.rows(touched) == every_client_month

@@ -3,7 +3,13 @@
     (in all its raw versions, so a move to another client or month rewrites the old one too) that an
     extract in the window (vars min_date, max_date) may have changed, and every client-month of a client
     the window changed.
+    When neither model that reads it runs incrementally (a first build, or --full-refresh), they rebuild
+    every client-month, and so does this table: read straight off the invoice versions. The window's
+    joins would otherwise each hold the whole history in memory on a first load (at SF100 they ran out
+    of DuckDB's 2GB there).
 -#}
+{%- set rebuilt = not any_incremental(['fct_client_turnover', 'int_invoice_lines_converted']) %}
+
 with
 
 invoice_versions as (
@@ -17,6 +23,7 @@ invoice_versions as (
     from {{ source('invoicing', 'invoices') }}
 
 ),
+{% if not rebuilt %}
 
 line_versions as (
 
@@ -102,6 +109,17 @@ touched_invoice_versions as (
         on invoice_versions.client_id = changed_clients.client_id
 
 ),
+{% else %}
+
+touched_invoice_versions as (
+
+    select
+        client_id,
+        issue_date
+    from invoice_versions
+
+),
+{% endif %}
 
 final as (
 
