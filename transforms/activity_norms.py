@@ -198,12 +198,16 @@ def materialize_decided_deal_stages(
             on decided.deal_id = stage_days.deal_id and decided.stage_id = stage_days.stage_id
         """,
     )
+    # The decided deals' activities first, in a statement of their own: the stays are already theirs
+    # (above), so the join that places each activity in its stay is the only large one in its statement
+    # (with the two semi-joins on the decided deals in it, DuckDB ran out of its 2 GB at SF100).
+    t.materialize("decided_effort", "select * from {effort} where deal_id in (select deal_id from {decided})")
     t.materialize(
         "stage_effort",
         f"""
         with per_type as (
             select deal_id, stage_id, activity_type, count(*) as activities, fsum(hours) as hours
-            from ({activities_in_stays_sql("select deal_id from {decided}")})
+            from ({activities_in_stays_sql(effort="{decided_effort}")})
             group by deal_id, stage_id, activity_type
         )
         select * from per_type
