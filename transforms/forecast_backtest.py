@@ -163,8 +163,11 @@ def amounts_known_at(amounts: pl.DataFrame, at: datetime) -> pl.LazyFrame:
 class AmountsAtOrigins:
     """The spells valued at the amounts known at one origin after another (`amounts_known_at`), for a
     backtest run. Most deals have one row of history and so one amount at every origin: those are
-    placed once. Per origin, only the deals whose amount changed are looked up and written over a copy
-    of the amount column; the other columns stay the same buffers (no copy of the spells per origin)."""
+    placed once. The others' rows are prepared once with the span of instants at which each is the
+    amount known (from its known_from, the first row from always, until the next row's known_from), so
+    an origin needs one filter (one row per deal comes out, in deal order) and a gather to its spell
+    rows, written over a copy of the amount column; the other columns stay the same buffers (no copy of
+    the spells per origin)."""
 
     def __init__(self, spells: pl.DataFrame, amounts: pl.DataFrame) -> None:
         self.spells = spells
@@ -176,15 +179,28 @@ class AmountsAtOrigins:
         self.steady_amounts = rows.join(steady, on="deal_id", how="left", maintain_order="left").get_column(
             "amount_reporting"
         )
-        self.changed_rows = rows.join(changed, on="deal_id", how="semi")
-        self.changed = amounts.join(changed, on="deal_id", how="semi")
+        deal = pl.col("deal_id")
+        history = (
+            amounts.join(changed, on="deal_id", how="semi")
+            .sort("deal_id", "known_from")
+            .with_columns(deal_index=(deal != deal.shift(1)).fill_null(True).cum_sum().cast(pl.UInt32) - 1)
+        )
+        self.spans = history.select(
+            "amount_reporting",
+            valid_from=pl.when(deal == deal.shift(1)).then(pl.col("known_from")),
+            valid_until=pl.when(deal == deal.shift(-1)).then(pl.col("known_from").shift(-1)),
+        )
+        self.changed_rows = rows.join(
+            history.select("deal_id", "deal_index").unique("deal_id"), on="deal_id", how="inner"
+        ).select("row", "deal_index")
 
     def spells_at(self, at: datetime) -> pl.DataFrame:
-        values = self.changed_rows.join(
-            amounts_known_at(self.changed, at).collect(), on="deal_id", how="left"
-        )
+        known = self.spans.filter(
+            (pl.col("valid_from").is_null() | (pl.col("valid_from") < at))
+            & (pl.col("valid_until").is_null() | (pl.col("valid_until") >= at))
+        ).get_column("amount_reporting")
         column = self.steady_amounts.clone().scatter(
-            values.get_column("row"), values.get_column("amount_reporting")
+            self.changed_rows.get_column("row"), known.gather(self.changed_rows.get_column("deal_index"))
         )
         return self.spells.with_columns(column)
 

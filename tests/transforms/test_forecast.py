@@ -22,6 +22,7 @@ from transforms.forecast import (
     spells_known_at,
 )
 from transforms.forecast_backtest import (
+    AmountsAtOrigins,
     amounts_known_at,
     backtest,
     backtest_at,
@@ -668,6 +669,48 @@ def test_amount_known_at_an_origin_is_the_latest_before_it_else_the_first():
     assert at(datetime(2025, 3, 2)) == {"d1": 200.0, "d2": 50.0}
     # The CRM dropped the amount: the deal has none (the forecast imputes one).
     assert at(datetime(2025, 4, 1)) == {"d1": None, "d2": 50.0}
+
+
+_DAY = datetime(2025, 1, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    histories=st.lists(
+        st.lists(st.tuples(st.integers(0, 30), st.one_of(st.none(), st.floats(1, 1e6))), max_size=4),
+        min_size=1,
+        max_size=8,
+    ),
+    spell_counts=st.lists(st.integers(1, 3), min_size=9, max_size=9),
+    instants=st.lists(st.integers(-2, 33), min_size=1, max_size=6),
+)
+def test_amounts_at_origins_are_the_amounts_known_at_each_origin(histories, spell_counts, instants):
+    # Deal i has the changes histories[i] (day offset, amount; a day once per deal); deal "d8" has no
+    # history at all. Its spells, several per deal in a shuffled order, valued at each instant (some on
+    # a change's very day) must carry amounts_known_at's amount, and nothing else may move.
+    rows = [
+        (f"d{i}", _DAY + timedelta(days=day), amount)
+        for i, changes in enumerate(histories)
+        for day, amount in dict(changes).items()
+    ]
+    amounts = pl.DataFrame(
+        rows,
+        schema={"deal_id": pl.String, "known_from": pl.Datetime("us"), "amount_reporting": pl.Float64},
+        orient="row",
+    )
+    deals = [f"d{i}" for i in range(9)]
+    ids = [d for d, n in zip(deals, spell_counts, strict=True) for _ in range(n)]
+    spells = pl.DataFrame(
+        {"deal_id": ids[::2] + ids[1::2], "stage": list(range(len(ids))), "amount_reporting": 1.0}
+    )
+    valued = AmountsAtOrigins(spells, amounts)
+    for offset in instants:
+        at = _DAY + timedelta(days=offset)
+        got = valued.spells_at(at)
+        expected = spells.drop("amount_reporting").join(
+            amounts_known_at(amounts, at).collect(), on="deal_id", how="left", maintain_order="left"
+        )
+        assert got.select(expected.columns).equals(expected), at
 
 
 def test_live_calibration_reads_only_closed_windows_and_tolerates_an_old_table(synthetic):
