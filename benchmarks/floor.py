@@ -78,9 +78,13 @@ def run_floor(
         conn.execute("SET VARIABLE reporting_currency = ?", [reporting_currency])
         started = time.perf_counter()
         for statement in statements(FLOOR_SQL.read_text(encoding="utf-8"), file_format):
-            t0 = time.perf_counter()
-            conn.execute(statement).fetchall()
-            timings[_label(statement)] = timings.get(_label(statement), 0.0) + time.perf_counter() - t0
+            label, t0 = _label(statement), time.perf_counter()
+            try:
+                conn.execute(statement).fetchall()
+            except duckdb.Error as error:
+                raise RuntimeError(f"floor statement {label} failed: {error}") from error
+            timings[label] = timings.get(label, 0.0) + time.perf_counter() - t0
+            print(f"{label}: {timings[label]:.1f} s", file=sys.stderr, flush=True)
         conn.execute("CHECKPOINT")
         seconds = time.perf_counter() - started
         rows = {m: conn.sql(f"select count(*) from marts.{m}").fetchall()[0][0] for m in MARTS}
