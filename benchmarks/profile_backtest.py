@@ -20,12 +20,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-
-def _rss_mb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    return -1
+from benchmarks.profile_marts import _rss_mb
 
 
 def spread(items: list, count: int | None) -> list:
@@ -63,7 +58,8 @@ def main() -> None:
     def report(part: str, **extra) -> None:
         now = time.perf_counter()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        line = {"part": part, "seconds": round(now - clock[0], 2), "rss_mb": _rss_mb(), "peak_rss_mb": peak}
+        line = {"part": part, "seconds": round(now - clock[0], 2), "rss_mb": round(_rss_mb())}
+        line["peak_rss_mb"] = peak
         print(json.dumps(line | extra), flush=True)
         clock[0] = time.perf_counter()
 

@@ -179,16 +179,13 @@ class AmountsAtOrigins:
         self.steady_amounts = rows.join(steady, on="deal_id", how="left", maintain_order="left").get_column(
             "amount_reporting"
         )
-        deal = pl.col("deal_id")
-        history = (
-            amounts.join(changed, on="deal_id", how="semi")
-            .sort("deal_id", "known_from")
-            .with_columns(deal_index=(deal != deal.shift(1)).fill_null(True).cum_sum().cast(pl.UInt32) - 1)
+        history = _amount_rows(amounts.join(changed, on="deal_id", how="semi")).with_columns(
+            deal_index=pl.col("deal_id").rle_id()
         )
         self.spans = history.select(
             "amount_reporting",
-            valid_from=pl.when(deal == deal.shift(1)).then(pl.col("known_from")),
-            valid_until=pl.when(deal == deal.shift(-1)).then(pl.col("known_from").shift(-1)),
+            valid_from=pl.when(~pl.col("is_first")).then(pl.col("known_from")),
+            valid_until=pl.col("next_from"),
         )
         self.changed_rows = rows.join(
             history.select("deal_id", "deal_index").unique("deal_id"), on="deal_id", how="inner"
@@ -196,8 +193,7 @@ class AmountsAtOrigins:
 
     def spells_at(self, at: datetime) -> pl.DataFrame:
         known = self.spans.filter(
-            (pl.col("valid_from").is_null() | (pl.col("valid_from") < at))
-            & (pl.col("valid_until").is_null() | (pl.col("valid_until") >= at))
+            (pl.col("valid_from").is_null() | (pl.col("valid_from") < at)) & (pl.col("valid_until") >= at)
         ).get_column("amount_reporting")
         column = self.steady_amounts.clone().scatter(
             self.changed_rows.get_column("row"), known.gather(self.changed_rows.get_column("deal_index"))
@@ -374,23 +370,30 @@ def origin_fingerprints(
     )
 
 
+def _amount_rows(amounts: pl.DataFrame) -> pl.DataFrame:
+    """The amount history sorted by deal and known_from, each row with the span in which it is the
+    amount known (`amounts_known_at`): `is_first` (the deal's first row, which also holds before its
+    known_from) and `next_from` (the next row's known_from; 9999-01-01 for the last). Built from
+    neighbouring rows: cheaper than windows over each deal."""
+    deal = pl.col("deal_id")
+    return amounts.sort("deal_id", "known_from").with_columns(
+        is_first=deal != deal.shift(1).fill_null(""),
+        next_from=pl.when(deal == deal.shift(-1))
+        .then(pl.col("known_from").shift(-1))
+        .otherwise(pl.lit(datetime(9999, 1, 1))),
+    )
+
+
 def _amount_spans(spells: pl.DataFrame, amounts: pl.DataFrame, first_origin_after) -> tuple[np.ndarray, ...]:
     """Per row of the amount history: the first origin that values its deal at it and sees the deal
     (an origin sees a deal from its first spell on), the first that no longer does (the next row's), and
     the row's hash."""
-    never = datetime(9999, 1, 1)
     first_seen = spells.group_by("deal_id").agg(first_entered=pl.col("entered_at").min())
-    rows = (
-        amounts.select(AMOUNT_COLUMNS)
-        .join(first_seen, on="deal_id", how="inner")
-        .sort("deal_id", "known_from")
-        .with_columns(  # sorted: a deal's rows are consecutive (cheaper than windows over the deal)
-            is_first=pl.col("deal_id") != pl.col("deal_id").shift(1).fill_null(""),
-            next_from=pl.when(pl.col("deal_id") == pl.col("deal_id").shift(-1))
-            .then(pl.col("known_from").shift(-1))
-            .otherwise(pl.lit(never)),
-            row_hash=pl.struct("deal_id", pl.col("amount_reporting").cast(pl.Float64)).hash(seed=4),
-        )
+    rows = _amount_rows(amounts.select(AMOUNT_COLUMNS)).join(
+        first_seen, on="deal_id", how="inner", maintain_order="left"
+    )
+    rows = rows.with_columns(
+        row_hash=pl.struct("deal_id", pl.col("amount_reporting").cast(pl.Float64)).hash(seed=4)
     )
     seen = first_origin_after(rows.get_column("first_entered"))
     # The first row also values the deal at the origins before it (`amounts_known_at`).
