@@ -16,7 +16,9 @@ from transforms.forecast import (
     funnel_spells,
     learn_funnel_model,
     month_edges,
+    month_index,
     open_deals_at,
+    row_percentiles,
     score_open_deals,
     simulate,
     spells_known_at,
@@ -460,6 +462,38 @@ def test_simulation_does_not_depend_on_the_chunk_size(synthetic):
             "remaining_day_percentiles",
         ):
             assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.integers(0, 400).map(lambda x: x / 4), min_size=1, max_size=40),
+        min_size=1,
+        max_size=4,
+    ).filter(lambda rows: len({len(row) for row in rows}) == 1),
+    percents=st.lists(st.floats(0, 100), min_size=1, max_size=4),
+)
+def test_row_percentiles_are_numpys_to_the_last_bit(rows, percents):
+    # Each deal's close-day P10/P50/P90 come from one sort per row; they must be np.percentile's own
+    # figures, ties and interpolation weights on both sides of one half included.
+    values = np.array(rows)
+    expected = np.percentile(values, percents, axis=1).T
+    assert np.array_equal(row_percentiles(values.copy(), tuple(percents)), expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=st.lists(st.floats(0.5, 40), min_size=1, max_size=15),
+    days=st.lists(st.floats(-5, 500), max_size=30),
+    on_edges=st.lists(st.integers(0, 15), max_size=5),
+)
+def testmonth_index_is_the_binary_search_it_replaces(steps, days, on_edges):
+    # Months by one comparison per edge: the same month as a binary search, days exactly on an edge
+    # (the month it starts) and past the last edge (out of the horizon) included.
+    edges = np.concatenate([[0.0], np.cumsum(steps)])
+    values = np.array(days + [edges[min(i, edges.size - 1)] for i in on_edges])
+    expected = np.searchsorted(edges, values, side="right") - 1
+    assert np.array_equal(month_index(edges, values), expected)
 
 
 def test_calibration_score_and_widening_by_hand():
