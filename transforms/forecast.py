@@ -120,6 +120,9 @@ def _days_between(start: str, end: str) -> pl.Expr:
     return (pl.col(end) - pl.col(start)).dt.total_microseconds() / DAY_US
 
 
+SPELL_ORDER = ["deal_id", "entered_at", "stage_id"]
+"""The order of funnel_spells' rows (one spell per deal, entry time and stage)."""
+
 # What funnel_spells reads of each source (the asset reads only these).
 SPELL_COLUMNS = (
     "deal_id",
@@ -144,10 +147,15 @@ def funnel_spells(
     clients: pl.LazyFrame,
     stages: pl.LazyFrame,
     crm_deals: pl.LazyFrame,
+    spells_sorted: bool = False,
 ) -> pl.LazyFrame:
     """One row per spell with what the forecast needs of its deal (line, today's segment and amount,
-    expected close date, when the CRM record says it closed) and its stage (CRM probability).
-    Sources: int_deal_stage_spells, dim_deals, dim_clients, stg_crm__stages, stg_crm__deals."""
+    expected close date, when the CRM record says it closed) and its stage (CRM probability), in
+    SPELL_ORDER. Sources: int_deal_stage_spells, dim_deals, dim_clients, stg_crm__stages, stg_crm__deals.
+
+    `spells_sorted`: the spells come in SPELL_ORDER already (sorted by DuckDB as they are read); the
+    joins then keep their order and the frame is not sorted again. At SF100 the spells are 40M rows
+    of 19 columns, and sorting them here meant holding a second copy of the frame."""
     deal_columns = deals.select(
         "deal_id",
         "business_line",
@@ -160,22 +168,23 @@ def funnel_spells(
     crm = stages.select("pipeline_id", "stage_id", pl.col("win_probability").alias("crm_probability")).unique(
         subset=["pipeline_id", "stage_id"]
     )
-    return (
+    order = "left" if spells_sorted else "none"
+    joined = (
         spells.select(SPELL_COLUMNS)
-        .join(deal_columns, on="deal_id", how="inner")
-        .join(segments, on="client_id", how="left")
-        .join(crm_closed, on="deal_id", how="left")
-        .join(crm, on=["pipeline_id", "stage_id"], how="left")
+        .join(deal_columns, on="deal_id", how="inner", maintain_order=order)
+        .join(segments, on="client_id", how="left", maintain_order=order)
+        .join(crm_closed, on="deal_id", how="left", maintain_order=order)
+        .join(crm, on=["pipeline_id", "stage_id"], how="left", maintain_order=order)
         .with_columns(
             segment=pl.col("segment").fill_null("unknown"),
             from_stage_days=_days_between("from_entered_at", "entered_at"),
         )
         .drop("client_id")
-        # A fixed row order makes every float sum, and so every figure, identical from run to run: a
-        # group-by over rows in a fixed order sums them in a fixed order (not so after a join, whose
-        # output order is free, hence the sorts before aggregating below).
-        .sort("deal_id", "entered_at", "stage_id")
     )
+    # A fixed row order makes every float sum, and so every figure, identical from run to run: a
+    # group-by over rows in a fixed order sums them in a fixed order (not so after a join, whose
+    # output order is free, hence the sorts before aggregating below).
+    return joined if spells_sorted else joined.sort(SPELL_ORDER)
 
 
 def spells_known_at(spells: pl.LazyFrame, cutoff_at: datetime) -> pl.LazyFrame:

@@ -31,6 +31,16 @@ def test_reading_only_some_columns_and_never_an_expression(conn):
         read_frame(conn, "marts", "rates", ("segment; drop table marts.rates",))
 
 
+def test_reading_in_an_order_and_never_by_an_expression(conn):
+    frame = pl.DataFrame({"deal": ["b", "a", "b", "a"], "day": [2, 9, 1, 3], "n": [1, 2, 3, 4]})
+    replace_table(conn, "marts", "spells", frame, "Rows.", {c: c for c in frame.columns})
+
+    read = read_frame(conn, "marts", "spells", ("deal", "day", "n"), order_by=("deal", "day"))
+    assert read["n"].to_list() == [4, 2, 3, 1]
+    with pytest.raises(ValueError, match="not a plain identifier"):
+        read_frame(conn, "marts", "spells", order_by=("deal desc; drop table marts.spells",))
+
+
 def test_an_undocumented_column_is_refused_and_the_old_table_stays(conn):
     replace_table(conn, "marts", "t", pl.DataFrame({"a": [1]}), "t", {"a": "A."})
     with pytest.raises(ValueError, match="columns without a description: b"):

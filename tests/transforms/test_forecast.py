@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.forecast import (
+    SPELL_ORDER,
     ForecastSettings,
     cutoff_for,
     forecast_as_of,
@@ -439,6 +440,26 @@ def test_deal_states_at_a_cutoff(synthetic):
 
 
 # --- bounded-memory simulation, calibration, incremental backtest -----------------------------------
+
+
+def test_spells_read_in_order_give_the_frame_funnel_spells_sorts(synthetic):
+    # The asset has DuckDB sort the spells as it reads them and funnel_spells keep that order through
+    # its joins: the frame must be the one it builds from spells in any order and sorts itself,
+    # whatever the order of the deals and clients it joins.
+    spells, deals, clients = synthetic
+    shuffled = spells.sample(fraction=1.0, shuffle=True, seed=3)
+    expected = synthetic_spells(shuffled, deals, clients).collect()
+    assert expected.equals(expected.sort(SPELL_ORDER))
+    deals = deals.sample(fraction=1.0, shuffle=True, seed=4)
+    presorted = funnel_spells(
+        shuffled.sort(SPELL_ORDER).lazy(),
+        deals.drop("closed_at").lazy(),
+        clients.sample(fraction=1.0, shuffle=True, seed=5).lazy(),
+        STAGES.sample(fraction=1.0, shuffle=True, seed=6).lazy(),
+        deals.select("deal_id", "closed_at").lazy(),
+        spells_sorted=True,
+    ).collect()
+    assert presorted.equals(expected)
 
 
 def test_simulation_does_not_depend_on_the_chunk_size(synthetic):

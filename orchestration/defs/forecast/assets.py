@@ -13,6 +13,7 @@ from orchestration.resources import WarehouseResource
 from transforms.forecast import (
     DEAL_COLUMNS,
     SPELL_COLUMNS,
+    SPELL_ORDER,
     ForecastSettings,
     cutoff_for,
     forecast_as_of,
@@ -82,20 +83,19 @@ def load_funnel_spells(
     if deal_ids is not None:
         conn.register(view, deal_ids.select("deal_id").unique().to_arrow())
 
-    def of_deals(schema: str, name: str, columns) -> pl.LazyFrame:
-        if deal_ids is None:
-            return read_frame(conn, schema, name, columns).lazy()
-        return read_frame(
-            conn, schema, name, columns, where=f"deal_id IN (SELECT deal_id FROM {view})"
-        ).lazy()
+    def of_deals(schema: str, name: str, columns, order_by=None) -> pl.LazyFrame:
+        where = f"deal_id IN (SELECT deal_id FROM {view})" if deal_ids is not None else None
+        return read_frame(conn, schema, name, columns, where=where, order_by=order_by).lazy()
 
     try:
+        # The spells are sorted by DuckDB as they are read: funnel_spells then keeps their order.
         spells = funnel_spells(
-            of_deals("intermediate", "int_deal_stage_spells", SPELL_COLUMNS),
+            of_deals("intermediate", "int_deal_stage_spells", SPELL_COLUMNS, order_by=SPELL_ORDER),
             of_deals("marts", "dim_deals", DEAL_COLUMNS),
             read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
             stages.lazy(),
             of_deals("staging", "stg_crm__deals", ("deal_id", "closed_at")),
+            spells_sorted=True,
         ).collect()
     finally:
         if deal_ids is not None:
