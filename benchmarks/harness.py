@@ -14,7 +14,8 @@
 
 Time per stage comes from the run's STEP_START / STEP_SUCCESS events, summed per asset group (checks
 count with the asset they check). Peak RSS is what `wait4` reports for the subprocess: the largest
-single process of its tree (the Dagster process, or the dbt process it waited for), not their sum; the
+single process of its tree (the Dagster process, or the dbt process it waited for), not their sum, when
+it is above the harness's own peak (a child's figure starts from its parent's, see `measure`); the
 harness also samples the live tree every 0.2 s: the largest single process's RSS (step processes are
 not all waited for by the runner, so wait4 can miss them) and the tree's summed PSS ("tree, sampled":
 proportional set size, so pages a forked step process shares with the fork server count once).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -209,9 +211,28 @@ def _pss_bytes(pid: int, fallback: int) -> int:
     return fallback
 
 
+def own_high_water_bytes() -> int:
+    """This process's peak RSS (VmHWM of its memory map, from /proc; 0 without /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def measure(command: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
-    """Run `command` to the end; wall time, exit code and peak memory of its process tree."""
+    """Run `command` to the end; wall time, exit code and peak memory of its process tree.
+
+    A child's `ru_maxrss` starts from its parent's: Linux carries the peak RSS of the memory map a
+    process had before `exec` (a copy of this process's, or this process's own under vfork) into the
+    figure `wait4` reports. So it is exact only when it is above this process's own peak; otherwise the
+    child's true peak is somewhere below it and only the /proc samples are kept.
+    """
     load_before = os.getloadavg()
+    inherited = own_high_water_bytes()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as out:
         started = time.perf_counter()
@@ -237,13 +258,18 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     return Measured(
         seconds=seconds,
         returncode=process.returncode,
-        peak_rss_mb=max(usage.ru_maxrss * 1024, largest[0]) / 2**20,  # ru_maxrss: KiB on Linux
+        peak_rss_mb=max(_waited_peak_bytes(usage.ru_maxrss * 1024, inherited), largest[0]) / 2**20,
         tree_rss_sampled_mb=max((rss for _, rss in samples), default=0) / 2**20,
         load_before=load_before,
         load_after=os.getloadavg(),
         log=str(log.relative_to(REPO_ROOT)) if log.is_relative_to(REPO_ROOT) else str(log),
         samples=samples,
     )
+
+
+def _waited_peak_bytes(ru_maxrss_bytes: int, inherited_bytes: int) -> int:
+    """wait4's peak (ru_maxrss is KiB on Linux, passed here in bytes) where it can be the child's own."""
+    return ru_maxrss_bytes if ru_maxrss_bytes > inherited_bytes else 0
 
 
 def ensure_data(
@@ -286,7 +312,13 @@ def ensure_data(
     config = GeneratorConfig(
         scale=scale, seed=seed, format=file_format, daily_days=1, layout="daily", shards=shards
     )
-    generate(config, folder)
+    # In a process of its own: generating SF10 takes several GB, which this process would keep as its
+    # peak RSS, and every run measured after it would start from (see `measure`).
+    generation = multiprocessing.get_context("spawn").Process(target=generate, args=(config, folder))
+    generation.start()
+    generation.join()
+    if generation.exitcode != 0:
+        raise SystemExit(f"generating the data failed (exit code {generation.exitcode}); see above")
     return folder, summary(), time.perf_counter() - started
 
 

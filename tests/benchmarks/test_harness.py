@@ -1,6 +1,8 @@
 """The benchmark harness's pure helpers: step timings, stage totals, parsing, comparisons, the report.
 No timing is asserted anywhere: timings belong in `make bench`."""
 
+import sys
+
 import duckdb
 import pytest
 
@@ -9,6 +11,8 @@ from benchmarks.harness import (
     compare_checksums,
     compare_marts,
     figures,
+    measure,
+    own_high_water_bytes,
     parse_pandas_output,
     results_markdown,
     rss_by_step,
@@ -183,3 +187,26 @@ def test_rss_by_step_takes_the_samples_inside_each_step():
     assert rss_by_step(events, samples) == {"a": (300.0, -4700.0), "b": (200.0, -100.0)}
     rising = [(9.0, 100 * mb), (15.0, 700 * mb)]
     assert rss_by_step(events[:2], rising) == {"a": (700.0, 600.0)}  # 700 - 100
+
+
+ALLOCATE = (
+    "import sys; block = bytearray(int(sys.argv[1]) * 2**20); block[:: 4096] = b'x' * len(block[:: 4096])"
+)
+
+
+def test_a_small_child_of_a_large_harness_is_reported_small(tmp_path):
+    """wait4's ru_maxrss of a child starts from the parent's peak RSS: the harness must not report its own
+    memory (it once reported 6.7 GB for every run after generating SF10 in-process)."""
+    held = bytearray(600 * 2**20)
+    held[::4096] = b"x" * len(held[::4096])  # touch every page: 600 MB resident in this process
+    small = measure([sys.executable, "-c", ALLOCATE, "50"], tmp_path / "small.log")
+    assert small.returncode == 0
+    assert small.peak_rss_mb < 400, small.peak_rss_mb
+    del held
+
+
+def test_a_child_larger_than_the_harness_is_reported_at_its_peak(tmp_path):
+    size_mb = own_high_water_bytes() // 2**20 + 300  # above anything this process held so far
+    big = measure([sys.executable, "-c", ALLOCATE, str(size_mb)], tmp_path / "big.log")
+    assert big.returncode == 0
+    assert size_mb <= big.peak_rss_mb < size_mb + 200, (size_mb, big.peak_rss_mb)
