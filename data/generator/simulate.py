@@ -130,9 +130,12 @@ def simulate(
         "owner_effort_per_deal": dict(
             zip(owner_ids.to_list(), np.round(first_owner["_effort"].to_numpy(), 4).tolist(), strict=True)
         ),
+        # Rounded: a linear solve's last bits differ between CPUs (LAPACK kernels), and the manifest
+        # must be the same bytes on every machine.
         "expected_reach": {
             pipe.business_line: {
-                s.name: list(p.expected_reach(pipe.business_line, s.name)) for s in p.segments
+                s.name: [round(r, 12) for r in p.expected_reach(pipe.business_line, s.name)]
+                for s in p.segments
             }
             for pipe in p.pipelines
         },
