@@ -200,27 +200,26 @@ def _tree_memory_bytes(root_pid: int) -> tuple[int, int]:
     return pss_total, largest
 
 
-def _pss_bytes(pid: int, fallback: int) -> int:
+def _proc_kib_field(path: str, field: str) -> int | None:
+    """A `Field:   123 kB` line of a /proc file, in bytes (None where the file or the line is missing)."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+        with open(path, encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("Pss:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return fallback
+    return None
+
+
+def _pss_bytes(pid: int, fallback: int) -> int:
+    pss = _proc_kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
+    return fallback if pss is None else pss
 
 
 def own_high_water_bytes() -> int:
     """This process's peak RSS (VmHWM of its memory map, from /proc; 0 without /proc)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kib_field("/proc/self/status", "VmHWM:") or 0
 
 
 def measure(command: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
@@ -229,10 +228,10 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     A child's `ru_maxrss` starts from its parent's: Linux carries the peak RSS of the memory map a
     process had before `exec` (a copy of this process's, or this process's own under vfork) into the
     figure `wait4` reports. So it is exact only when it is above this process's own peak; otherwise the
-    child's true peak is somewhere below it and only the /proc samples are kept.
+    child's true peak is somewhere below it and only the /proc samples are kept. This process's peak is
+    read after the child ended: it only grows, so it is at least what the child started from.
     """
     load_before = os.getloadavg()
-    inherited = own_high_water_bytes()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as out:
         started = time.perf_counter()
@@ -255,21 +254,19 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
         done.set()
         sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)
+    waited_peak = usage.ru_maxrss * 1024  # KiB on Linux
+    if waited_peak <= own_high_water_bytes():
+        waited_peak = 0  # not the child's own (see above)
     return Measured(
         seconds=seconds,
         returncode=process.returncode,
-        peak_rss_mb=max(_waited_peak_bytes(usage.ru_maxrss * 1024, inherited), largest[0]) / 2**20,
+        peak_rss_mb=max(waited_peak, largest[0]) / 2**20,
         tree_rss_sampled_mb=max((rss for _, rss in samples), default=0) / 2**20,
         load_before=load_before,
         load_after=os.getloadavg(),
         log=str(log.relative_to(REPO_ROOT)) if log.is_relative_to(REPO_ROOT) else str(log),
         samples=samples,
     )
-
-
-def _waited_peak_bytes(ru_maxrss_bytes: int, inherited_bytes: int) -> int:
-    """wait4's peak (ru_maxrss is KiB on Linux, passed here in bytes) where it can be the child's own."""
-    return ru_maxrss_bytes if ru_maxrss_bytes > inherited_bytes else 0
 
 
 def ensure_data(
