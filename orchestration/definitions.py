@@ -49,7 +49,16 @@ STEP_EXECUTOR = dg.multiprocess_executor.configured(
 def build_definitions(env: Environment) -> dg.Definitions:
     contract = load_contract()
     partitions = daily_extract_partitions(env.first_extract_date)
-    dbt_project = prepared_dbt_project(env.dbt_target_dir)
+    warehouse = WarehouseResource(
+        duckdb_path=str(env.warehouse_path),
+        published_path=str(env.published_path),
+        export_parquet=env.export_parquet,
+        landing_dir=str(env.landing_dir),
+        memory_limit=env.memory_limit,
+        threads=env.threads,
+        temp_directory=str(env.temp_directory),
+    )
+    dbt_project = prepared_dbt_project(env.dbt_target_dir, warehouse.settings())
     ingestion = build_ingestion_assets(contract, partitions)
     transformed = [
         build_dbt_assets(dbt_project, partitions),
@@ -112,15 +121,7 @@ def build_definitions(env: Environment) -> dg.Definitions:
         ],
         resources={
             "dbt": dbt_cli_resource(dbt_project),
-            "warehouse": WarehouseResource(
-                duckdb_path=str(env.warehouse_path),
-                published_path=str(env.published_path),
-                export_parquet=env.export_parquet,
-                landing_dir=str(env.landing_dir),
-                memory_limit=env.memory_limit,
-                threads=env.threads,
-                temp_directory=str(env.temp_directory),
-            ),
+            "warehouse": warehouse,
         },
     )
 

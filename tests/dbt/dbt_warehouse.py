@@ -30,11 +30,17 @@ class Warehouse:
         finally:
             con.close()
 
+    @property
+    def dbt_log(self) -> Path:
+        return self.root / "logs" / "dbt.log"
+
     def rows(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.connect() as con:
             return con.execute(sql, params or []).fetchall()
 
-    def dbt(self, *args: str, dbt_vars: dict | None = None) -> None:
+    def dbt(self, *args: str, dbt_vars: dict | None = None, window_env: dict | None = None) -> None:
+        """dbt `args` on this warehouse; the window as `--vars` (dbt_vars) or as the environment variables
+        Dagster sets (window_env: {"min_date": ..., "max_date": ...})."""
         command = [
             *args,
             "--project-dir",
@@ -51,6 +57,7 @@ class Warehouse:
         env = {
             "FUNNEL_WAREHOUSE_PATH": str(self.path),
             "FUNNEL_DUCKDB_TEMP_DIR": str(self.root / "duckdb_tmp"),
+            **{f"FUNNEL_DBT_{name.upper()}": value for name, value in (window_env or {}).items()},
         }
         with pytest.MonkeyPatch.context() as patch:
             for name, value in env.items():

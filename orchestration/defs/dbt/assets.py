@@ -1,6 +1,5 @@
 """The dbt models as Dagster assets: keys and groups come from each node's schema and folder."""
 
-import json
 import os
 import shutil
 import sys
@@ -13,12 +12,14 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from orchestration.defs.dbt.partitions import dbt_vars_for_window
+from ingestion.warehouse import DuckDBSettings
+from orchestration.defs.dbt.partitions import dbt_window_environment
 from orchestration.partitions import WRITER_POOL
 from orchestration.resources import WarehouseResource
 from orchestration.settings import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
@@ -65,23 +66,29 @@ def _sources_newer_than(manifest: Path) -> bool:
     return False
 
 
-def prepared_dbt_project(target_dir: Path) -> DbtProject:
-    """The dbt project with an up-to-date manifest (`dbt parse` when a model changed since the last one)."""
+def profile_environment(settings: DuckDBSettings) -> dict[str, str]:
+    """dbt's profile reads the warehouse settings from the environment: these are the values. (Not the
+    spill folder: dbt spills beside the warehouse file, see profiles.yml.)"""
+    return {"FUNNEL_WAREHOUSE_PATH": str(settings.path), "FUNNEL_DUCKDB_MEMORY_LIMIT": settings.memory_limit}
+
+
+def prepared_dbt_project(target_dir: Path, settings: DuckDBSettings) -> DbtProject:
+    """The dbt project with an up-to-date manifest (`dbt parse` when a model changed since the last one).
+
+    Parsed with the profile the runs will use (`settings`, the warehouse resource's), so the
+    `partial_parse.msgpack` it leaves is one every `dbt build` can start from: dbt throws it away and
+    parses everything again when the profile's values differ.
+    """
     project = dbt_project(target_dir)
     if _sources_newer_than(project.manifest_path):
-        dbt_cli_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+        with dbt_environment(profile_environment(settings)):
+            dbt_cli_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project
 
 
 @contextmanager
-def dbt_environment(warehouse: WarehouseResource) -> Iterator[None]:
-    """dbt's profile reads the warehouse settings from the environment: hand it the resource's values."""
-    settings = warehouse.settings()
-    values = {
-        "FUNNEL_WAREHOUSE_PATH": str(settings.path),
-        "FUNNEL_DUCKDB_MEMORY_LIMIT": settings.memory_limit,
-        "FUNNEL_DUCKDB_TEMP_DIR": str(settings.resolved_temp_directory()),
-    }
+def dbt_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in os.environ while the block runs (dagster-dbt hands dbt a copy of os.environ)."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -97,8 +104,17 @@ def dbt_environment(warehouse: WarehouseResource) -> Iterator[None]:
 def invocation_target(project: DbtProject, run_id: str) -> Path:
     """Where one `dbt build` writes its logs, compiled SQL and run_results.json: a folder of its own in the
     environment's dbt target folder (dagster-dbt would use the project's `target/` whatever the
-    environment says, and tests must write under their tmp folder)."""
-    return Path(project.target_path) / f"warehouse_dbt_models-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    environment says, and tests must write under their tmp folder).
+
+    It starts with a copy of the parse's `partial_parse.msgpack`, so dbt re-reads only what changed
+    since. dagster-dbt copies one only from `DBT_TARGET_PATH` or the project's `target/`, not from the
+    target folder the project was given."""
+    target = Path(project.target_path) / f"warehouse_dbt_models-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    parsed = Path(project.target_path) / PARTIAL_PARSE_FILE
+    if parsed.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
+    return target
 
 
 def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -115,10 +131,13 @@ def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinitio
     ):
         """Staging, intermediate and mart models; `dbt build`, so dbt tests report as asset checks."""
         window = context.partition_time_window
-        dbt_vars = dbt_vars_for_window(window.start, window.end)
-        with dbt_environment(warehouse):
+        values = {
+            **profile_environment(warehouse.settings()),
+            **dbt_window_environment(window.start, window.end),
+        }
+        with dbt_environment(values):
             invocation = dbt.cli(
-                ["build", "--vars", json.dumps(dbt_vars)],
+                ["build"],
                 context=context,
                 target_path=invocation_target(project, context.run.run_id),
             )

@@ -1,4 +1,4 @@
-"""From a Dagster partition window to the dbt vars the incremental models read."""
+"""From a Dagster partition window to the window the incremental models read."""
 
 from __future__ import annotations
 
@@ -14,3 +14,13 @@ def dbt_vars_for_window(start: datetime, end: datetime) -> dict[str, str]:
         raise ValueError(f"empty partition window: {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
     last_day = (end - timedelta(days=1)).date()
     return {"min_date": start.date().isoformat(), "max_date": last_day.isoformat()}
+
+
+def dbt_window_environment(start: datetime, end: datetime) -> dict[str, str]:
+    """The window as the environment variables `in_extract_window` reads (macros/extract_window.sql).
+
+    Not `--vars`: dbt re-parses the whole project whenever its command-line vars change, which a new day
+    always does; an environment variable read only at execution leaves partial parsing intact.
+    """
+    window = dbt_vars_for_window(start, end)
+    return {f"FUNNEL_DBT_{name.upper()}": value for name, value in window.items()}
