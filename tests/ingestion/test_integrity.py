@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
+import pytest
+
 from ingestion.integrity import refresh_integrity_issues
 from tests.ingestion.conftest import LOADED_AT
 
@@ -219,3 +222,54 @@ def test_a_reference_to_a_quarantined_record_is_told_apart_from_an_unknown_one(t
         ("deal_stage_history", "E2", "quarantined_deal_reference", "exclude"),
         ("deal_stage_history", "E3", "unknown_deal", "exclude"),
     }
+
+
+def test_the_kept_newest_versions_follow_a_reloaded_day_as_a_rebuild_would(conn, contract):
+    """Only the keys of changed extract dates are ranked again (integrity_state); a corrected reload of a
+    day that drops a key's newest version must bring its previous version back, as recomputing all does."""
+    day1, day2 = DAY, date(2026, 11, 13)
+    insert(conn, "clients", [client("C1")])
+    insert(conn, "deals", [deal("D1", client_id="C9"), deal("D2")], extract_date=day1)
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert findings(conn) == {("deals", "D1", "unknown_client", "exclude")}
+
+    # The next day fixes D1's client and brings D3 with an unknown one.
+    insert(conn, "deals", [deal("D1"), deal("D3", client_id="C9")], extract_date=day2)
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert findings(conn) == {("deals", "D3", "unknown_client", "exclude")}
+
+    # That day is reloaded, corrected: D1 is no longer in it, so its day-1 version is the newest again.
+    conn.execute("DELETE FROM raw.deals WHERE _extract_date = ?", [day2])
+    insert(conn, "deals", [deal("D3")], extract_date=day2)
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert findings(conn) == {("deals", "D1", "unknown_client", "exclude")}
+    kept = conn.execute(
+        "SELECT deal_id, client_id, _extract_date FROM integrity_state.latest_deals ORDER BY 1"
+    )
+    assert kept.fetchall() == [("D1", "C9", day1), ("D2", "C1", day1), ("D3", "C1", day2)]
+
+    # Nothing kept: rebuilt from raw, the same findings.
+    conn.execute("DROP SCHEMA integrity_state CASCADE")
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert findings(conn) == {("deals", "D1", "unknown_client", "exclude")}
+
+
+def test_a_failed_refresh_leaves_the_findings_and_the_kept_versions_as_they_were(conn, contract, monkeypatch):
+    from ingestion import integrity
+
+    insert(conn, "clients", [client("C1")])
+    insert(conn, "deals", [deal("D1", client_id="C9")])
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    insert(conn, "deals", [deal("D1")], extract_date=date(2026, 11, 13))
+    broken = integrity.IntegrityRule("deals", "broken", "flag", "a rule that fails", "SELECT no_such_column")
+    monkeypatch.setattr(integrity, "RULES", (*integrity.RULES, broken))
+    with pytest.raises(duckdb.BinderException, match="no_such_column"):
+        refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert findings(conn) == {("deals", "D1", "unknown_client", "exclude")}
+    kept = conn.execute("SELECT client_id, _extract_date FROM integrity_state.latest_deals").fetchall()
+    assert kept == [("C9", DAY)]
+
+    # Once the rule is fixed, the day loaded in between is taken into account.
+    monkeypatch.undo()
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert findings(conn) == set()
