@@ -388,16 +388,22 @@ def _rerank_keys_of_dates(conn, table, state: str, column_list: str, dates: list
     conn.execute("DROP TABLE touched_keys")
 
 
+@dataclass(frozen=True)
+class IntegrityRefresh:
+    counts: dict[str, int]  # findings per `table.rule`
+    dates_ranked: dict[str, int]  # per table, extract dates whose keys were ranked again (-1: rebuilt)
+
+
 def refresh_integrity_issues(
     conn: duckdb.DuckDBPyConnection, contract: Contract, detected_at: datetime
-) -> dict[str, int]:
+) -> IntegrityRefresh:
     """Recompute quality.integrity_issues from scratch, over the newest version of every key (kept up to
-    date incrementally: `refresh_latest_tables`); returns the count per `table.rule`. One transaction:
-    a failure leaves the findings and the kept versions as they were."""
+    date incrementally: `refresh_latest_tables`). One transaction: a failure leaves the findings and the
+    kept versions as they were."""
     counts: dict[str, int] = {}
     conn.execute("BEGIN TRANSACTION")
     try:
-        refresh_latest_tables(conn, contract)
+        dates_ranked = refresh_latest_tables(conn, contract)
         for table in contract.tables.values():
             kept = f"{STATE_SCHEMA}.latest_{table.name}"
             conn.execute(f"CREATE OR REPLACE TEMP VIEW latest_{table.name} AS SELECT * FROM {kept}")
@@ -437,4 +443,4 @@ def refresh_integrity_issues(
         for table in contract.tables.values():
             conn.execute(f"DROP VIEW IF EXISTS latest_{table.name}")
     counts.update(dict(sorted(rows)))
-    return counts
+    return IntegrityRefresh(counts, dates_ranked)

@@ -144,7 +144,7 @@ def test_cross_table_rules_find_exactly_the_broken_records(conn, contract):
         ],
     )
 
-    counts = refresh_integrity_issues(conn, contract, LOADED_AT)
+    counts = refresh_integrity_issues(conn, contract, LOADED_AT).counts
 
     assert findings(conn) == {
         ("deals", "D2", "unknown_client", "exclude"),
@@ -230,7 +230,8 @@ def test_the_kept_newest_versions_follow_a_reloaded_day_as_a_rebuild_would(conn,
     day1, day2 = DAY, date(2026, 11, 13)
     insert(conn, "clients", [client("C1")])
     insert(conn, "deals", [deal("D1", client_id="C9"), deal("D2")], extract_date=day1)
-    refresh_integrity_issues(conn, contract, LOADED_AT)
+    first = refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert set(first.dates_ranked.values()) == {-1}  # nothing kept yet: every table built whole
     assert findings(conn) == {("deals", "D1", "unknown_client", "exclude")}
 
     # The next day fixes D1's client and brings D3 with an unknown one.
@@ -241,7 +242,8 @@ def test_the_kept_newest_versions_follow_a_reloaded_day_as_a_rebuild_would(conn,
     # That day is reloaded, corrected: D1 is no longer in it, so its day-1 version is the newest again.
     conn.execute("DELETE FROM raw.deals WHERE _extract_date = ?", [day2])
     insert(conn, "deals", [deal("D3")], extract_date=day2)
-    refresh_integrity_issues(conn, contract, LOADED_AT)
+    refresh = refresh_integrity_issues(conn, contract, LOADED_AT)
+    assert {table: n for table, n in refresh.dates_ranked.items() if n} == {"deals": 1}
     assert findings(conn) == {("deals", "D1", "unknown_client", "exclude")}
     kept = conn.execute(
         "SELECT deal_id, client_id, _extract_date FROM integrity_state.latest_deals ORDER BY 1"

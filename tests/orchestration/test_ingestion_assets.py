@@ -67,6 +67,20 @@ def test_a_range_loads_in_one_run_and_a_rerun_changes_no_count(tmp_path, landing
     again = dg.materialize(definitions, resources={"warehouse": warehouse}, partition_key="2026-11-12")
     assert again.success
     assert counts(tmp_path) == (2, 1, 0)
+    # Integrity kept nothing before the first run, so it ranked every table whole; the rerun reloaded
+    # one extract date, and only that date's keys were ranked again.
+    assert set(dates_ranked_again(first).values()) == {"all (rebuilt)"}
+    reranked = dates_ranked_again(again)
+    assert "deals" in reranked and set(reranked.values()) == {1}
+
+
+def dates_ranked_again(result: dg.ExecuteInProcessResult) -> dict:
+    *_, event = (
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["quality", "integrity_issues"])
+    )
+    return event.materialization.metadata["extract_dates_ranked_again"].data
 
 
 def test_a_day_without_an_extract_folder_loads_nothing_and_keeps_what_was_there(tmp_path, landing):

@@ -116,7 +116,8 @@ def build_integrity_asset(contract: Contract, partitions_def: dg.PartitionsDefin
     @dg.asset(
         key=INTEGRITY_KEY,
         description="Cross-table integrity findings (unknown stage, event before the deal was created, ...): "
-        "one row per record and rule, recomputed over the latest version of every key in raw.",
+        "one row per record and rule, recomputed over the latest version of every key in raw (kept in "
+        "integrity_state; only the keys of extract dates loaded since the last run are ranked again).",
         group_name="ingestion",
         deps=[raw_asset_key(name) for name in contract.tables],
         partitions_def=partitions_def,
@@ -129,10 +130,19 @@ def build_integrity_asset(contract: Contract, partitions_def: dg.PartitionsDefin
     ) -> dg.MaterializeResult:
         with warehouse.connect() as conn:
             ensure_schemas(conn, contract)
-            counts = refresh_integrity_issues(conn, contract, datetime.now(UTC).replace(tzinfo=None))
-        context.log.info(f"integrity findings: {counts}")
+            refresh = refresh_integrity_issues(conn, contract, datetime.now(UTC).replace(tzinfo=None))
+        context.log.info(f"integrity findings: {refresh.counts}")
         return dg.MaterializeResult(
-            metadata={"findings_by_rule": counts, "dagster/row_count": sum(counts.values())}
+            metadata={
+                "findings_by_rule": refresh.counts,
+                "dagster/row_count": sum(refresh.counts.values()),
+                # Which raw tables changed since the last run, and how much was ranked again for them.
+                "extract_dates_ranked_again": {
+                    table: "all (rebuilt)" if dates < 0 else dates
+                    for table, dates in refresh.dates_ranked.items()
+                    if dates
+                },
+            }
         )
 
     return _integrity_issues
