@@ -245,6 +245,13 @@ def test_a_backfill_over_a_range_equals_the_same_days_built_one_by_one(tmp_path)
     logs = sorted(day_by_day.dbt_target_dir.glob("warehouse_dbt_models-*/dbt.log"))
     assert len(logs) == len(DAYS)
     assert [log.parent.name for log in logs if "Unable to do partial parsing" in log.read_text()] == []
+    # Data tests ran in every day's build; the models' unit tests (code, not data) are left to CI.
+    kinds = {
+        node["unique_id"].split(".")[0]
+        for log in logs
+        for node in json.loads((log.parent / "run_results.json").read_text())["results"]
+    }
+    assert "test" in kinds and "unit_test" not in kinds
 
 
 def test_a_corrected_extract_changes_exactly_what_it_corrects(tmp_path):
