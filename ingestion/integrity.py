@@ -10,11 +10,11 @@ record key and the rule. `exclude` keeps the row out of the marts (dbt staging a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import duckdb
 
-from data.contract import Contract
+from data.contract import Contract, Table
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ LOADED_DATES_DDL = f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.loaded_dates (
     last_loaded_at TIMESTAMP, source_row_sum HUGEINT)"""
 
 
-def _latest_order(table) -> str:
+def _latest_order(table: Table) -> str:
     order = ["_extract_date DESC"]
     if table.version_column:
         order.append(f'"{table.version_column}" DESC NULLS LAST')
@@ -263,7 +263,7 @@ def _latest_order(table) -> str:
     return ", ".join(order)
 
 
-def _latest_sql(table, columns: str, source: str) -> str:
+def _latest_sql(table: Table, columns: str, source: str) -> str:
     """The newest version of every key of `source` (raw rows of one table): extract date, then version
     column, then line in the file."""
     keys = ", ".join(f'"{c}"' for c in table.primary_key)
@@ -297,7 +297,7 @@ RULE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _rule_columns(table) -> list[str]:
+def _rule_columns(table: Table) -> list[str]:
     """The key, the columns the rules read, and the extract date (which versions a reload replaces)."""
     return list(dict.fromkeys([*table.primary_key, *RULE_COLUMNS.get(table.name, ()), "_extract_date"]))
 
@@ -316,13 +316,13 @@ def refresh_latest_tables(conn: duckdb.DuckDBPyConnection, contract: Contract) -
     """Bring integrity_state.latest_<table> (the newest version of every key, the columns the rules read)
     up to date with raw; returns, per table, how many extract dates it re-read (-1: rebuilt whole).
 
-    Ranking every version of every key is most of the rules' cost (a window over all of raw: 12 of 18 s
-    at SF10), and a day's extract changes few keys. Raw changes only a whole extract date at a time (a
-    load replaces the date's rows), so each date's fingerprint (rows, load times, sum of line numbers)
-    is kept in `loaded_dates`; where one differs, is new or is gone, only the keys with a row of that
-    date, now in raw or as the kept newest version, are ranked again. Whatever the partition window
-    of the run, and after a run that loaded and then failed. A table whose kept columns differ from
-    what the rules need (a new contract or rule) is rebuilt."""
+    Ranking every version of every key is most of the rules' cost (a window over all of raw: about 5 of
+    9 s at SF10, measured alone), and a day's extract changes few keys. Raw changes only a whole
+    extract date at a time (a load replaces the date's rows), so each date's fingerprint (rows, load
+    times, sum of line numbers) is kept in `loaded_dates`; where one differs, is new or is gone, only
+    the keys with a row of that date, now in raw or as the kept newest version, are ranked again.
+    Whatever the partition window of the run, and after a run that loaded and then failed. A table
+    whose kept columns differ from what the rules need (a new contract or rule) is rebuilt."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
     conn.execute(LOADED_DATES_DDL)
     refreshed: dict[str, int] = {}
@@ -355,11 +355,11 @@ def refresh_latest_tables(conn: duckdb.DuckDBPyConnection, contract: Contract) -
             changed = [
                 day
                 for (day,) in conn.execute(
-                    """SELECT DISTINCT _extract_date FROM (
+                    f"""SELECT DISTINCT _extract_date FROM (
                            (SELECT * FROM loaded_now
-                            EXCEPT SELECT * FROM integrity_state.loaded_dates WHERE table_name = $table_name)
+                            EXCEPT SELECT * FROM {STATE_SCHEMA}.loaded_dates WHERE table_name = $table_name)
                            UNION ALL
-                           (SELECT * FROM integrity_state.loaded_dates WHERE table_name = $table_name
+                           (SELECT * FROM {STATE_SCHEMA}.loaded_dates WHERE table_name = $table_name
                             EXCEPT SELECT * FROM loaded_now))""",
                     {"table_name": table.name},
                 ).fetchall()
@@ -373,7 +373,10 @@ def refresh_latest_tables(conn: duckdb.DuckDBPyConnection, contract: Contract) -
     return refreshed
 
 
-def _rerank_keys_of_dates(conn, table, state: str, column_list: str, dates: list) -> None:
+def _rerank_keys_of_dates(
+    conn: duckdb.DuckDBPyConnection, table: Table, state: str, column_list: str, dates: list[date]
+) -> None:
+    """Drop the kept versions of every key with a row of `dates` (in raw, or kept), rank those keys again."""
     keys = ", ".join(f'"{c}"' for c in table.primary_key)
     matches = " AND ".join(f'{state}."{c}" = touched_keys."{c}"' for c in table.primary_key)
     conn.execute(
