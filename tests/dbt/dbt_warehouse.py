@@ -12,6 +12,8 @@ import duckdb
 import pytest
 from dbt.cli.main import dbtRunner
 
+from orchestration.defs.dbt.partitions import window_environment
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
@@ -57,7 +59,7 @@ class Warehouse:
         env = {
             "FUNNEL_WAREHOUSE_PATH": str(self.path),
             "FUNNEL_DUCKDB_TEMP_DIR": str(self.root / "duckdb_tmp"),
-            **{f"FUNNEL_DBT_{name.upper()}": value for name, value in (window_env or {}).items()},
+            **window_environment(window_env or {}),
         }
         with pytest.MonkeyPatch.context() as patch:
             for name, value in env.items():

@@ -19,7 +19,6 @@ from orchestration.resources import WarehouseResource
 from orchestration.settings import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
@@ -104,17 +103,8 @@ def dbt_environment(values: Mapping[str, str]) -> Iterator[None]:
 def invocation_target(project: DbtProject, run_id: str) -> Path:
     """Where one `dbt build` writes its logs, compiled SQL and run_results.json: a folder of its own in the
     environment's dbt target folder (dagster-dbt would use the project's `target/` whatever the
-    environment says, and tests must write under their tmp folder).
-
-    It starts with a copy of the parse's `partial_parse.msgpack`, so dbt re-reads only what changed
-    since. dagster-dbt copies one only from `DBT_TARGET_PATH` or the project's `target/`, not from the
-    target folder the project was given."""
-    target = Path(project.target_path) / f"warehouse_dbt_models-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
-    parsed = Path(project.target_path) / PARTIAL_PARSE_FILE
-    if parsed.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
-    return target
+    environment says, and tests must write under their tmp folder)."""
+    return Path(project.target_path) / f"warehouse_dbt_models-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
 
 
 def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -134,6 +124,10 @@ def build_dbt_assets(project: DbtProject, partitions_def: dg.PartitionsDefinitio
         values = {
             **profile_environment(warehouse.settings()),
             **dbt_window_environment(window.start, window.end),
+            # Where dagster-dbt looks for the parse's partial_parse.msgpack to copy into the invocation's
+            # folder (its default is dbt_project/target, whatever target folder the project was given):
+            # without it every build parsed the whole project again. dbt itself gets the invocation's.
+            "DBT_TARGET_PATH": str(project.target_path),
         }
         with dbt_environment(values):
             # Unit tests check the models' code on fixed inputs, not the data: CI runs them (tests/dbt,

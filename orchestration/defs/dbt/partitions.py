@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 
@@ -22,5 +23,9 @@ def dbt_window_environment(start: datetime, end: datetime) -> dict[str, str]:
     Not `--vars`: dbt re-parses the whole project whenever its command-line vars change, which a new day
     always does; an environment variable read only at execution leaves partial parsing intact.
     """
-    window = dbt_vars_for_window(start, end)
+    return window_environment(dbt_vars_for_window(start, end))
+
+
+def window_environment(window: Mapping[str, str]) -> dict[str, str]:
+    """{"min_date": ..., "max_date": ...} -> FUNNEL_DBT_MIN_DATE, FUNNEL_DBT_MAX_DATE."""
     return {f"FUNNEL_DBT_{name.upper()}": value for name, value in window.items()}
