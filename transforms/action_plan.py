@@ -63,7 +63,6 @@ import polars as pl
 
 from transforms.activity_norms import (
     NormSettings,
-    activities_in_stays_sql,
     define_activity_facts,
     define_effort,
     months_before,
@@ -655,36 +654,44 @@ DEAL_ACTION_COLUMNS = [
 ]
 
 
-def quiet_gaps_sql(in_stays: str) -> str:
-    """The quiet gaps of the stays in `{completed}`: between its entry, each activity that belongs to it
-    (`in_stays`, as `activities_in_stays_sql`) and its exit, in time order. One row per gap: the stay
-    (deal_id, stay_entered, stage_id), its business line and segment, and gap_days."""
+def quiet_gaps_sql(effort: str = "{effort}") -> str:
+    """The quiet gaps of the stays in `{completed}`: between its entry, each activity of `effort` (deal_id,
+    occurred_at) inside it and its exit, in time order. One row per gap: the stay (deal_id, stay_entered,
+    stage_id), its business line and segment, and gap_days.
+
+    An activity is inside a completed stay when entered_at <= occurred_at < exited_at: the stay
+    `activities_in_stays_sql` gives it (at an instant with two stage changes, the later stay), less the
+    work before the deal's first stay. The activities are joined to the completed stays alone, not to
+    every stay and back, and each stay is numbered so the window runs on one integer key: about a third
+    of the time at SF10."""
     return f"""
-        with points as (
-            select deal_id, entered_at as stay_entered, stage_id, entered_at as happened_at
+        with numbered as (
+            select row_number() over () as stay, deal_id, entered_at, exited_at, stage_id, business_line,
+                segment
             from {{completed}}
-            union all
-            select deal_id, entered_at, stage_id, exited_at from {{completed}}
-            union all
-            select deal_id, stay_entered_at, stage_id, occurred_at from ({in_stays})
         ),
-        in_completed as (
-            select completed.deal_id, completed.entered_at as stay_entered, completed.stage_id,
-                completed.business_line, completed.segment, points.happened_at,
-                lag(points.happened_at) over (
-                    partition by completed.deal_id, completed.entered_at, completed.stage_id
-                    order by points.happened_at
-                ) as previous_at
+        points as (
+            select stay, entered_at as happened_at from numbered
+            union all
+            select stay, exited_at from numbered
+            union all
+            select numbered.stay, effort.occurred_at
+            from numbered
+            inner join {effort} as effort
+                on effort.deal_id = numbered.deal_id
+                and effort.occurred_at >= numbered.entered_at and effort.occurred_at < numbered.exited_at
+        ),
+        ordered as (
+            select stay, happened_at,
+                lag(happened_at) over (partition by stay order by happened_at) as previous_at
             from points
-            inner join {{completed}} as completed
-                on points.deal_id = completed.deal_id and points.stay_entered = completed.entered_at
-                and points.stage_id = completed.stage_id
-            where points.happened_at between completed.entered_at and completed.exited_at
         )
-        select deal_id, stay_entered, stage_id, business_line, segment,
-            {days_sql("happened_at", "previous_at")} as gap_days
-        from in_completed
-        where previous_at is not null
+        select numbered.deal_id, numbered.entered_at as stay_entered, numbered.stage_id,
+            numbered.business_line, numbered.segment, {days_sql("ordered.happened_at", "ordered.previous_at")}
+                as gap_days
+        from ordered
+        inner join numbered on ordered.stay = numbered.stay
+        where ordered.previous_at is not null
     """
 
 
@@ -779,7 +786,7 @@ def deals_needing_action_from_tables(
     # Stored once (it is read twice, and its window over every activity is the costly part).
     t.materialize(
         "quiet_gaps",
-        quiet_gaps_sql(activities_in_stays_sql("select deal_id from {completed}", effort="{deal_effort}")),
+        quiet_gaps_sql("{deal_effort}"),
     )
     normal_idle = _with_line_fallback(
         t, "{quiet_gaps}", "gap_days", settings.idle_quantile, settings.min_stays, "normal_idle_days"

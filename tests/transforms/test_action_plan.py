@@ -430,7 +430,7 @@ def test_an_activity_after_two_stage_changes_at_one_instant_belongs_to_the_later
             "select deal_id, entered_at, exited_at, 'sw' as business_line, 'smb' as segment, stage_id "
             "from {stays} where not is_terminal and entered_at = " + f"TIMESTAMP '{day(3)}'",
         )
-        gaps = t.frame(f"select stage_id, gap_days from ({quiet_gaps_sql(activities_in_stays_sql())})")
+        gaps = t.frame(f"select stage_id, gap_days from ({quiet_gaps_sql()})")
     assert located["stage_id"].to_list() == ["lead", "proposal", "proposal"]
     assert located["stay_entered_at"].to_list() == [day(0), day(3), day(3)]
     # lead [3, 3): one gap of 0; proposal [3, 7) with activities at 3 and 5: 0, 2, 2.
