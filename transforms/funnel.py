@@ -683,41 +683,46 @@ def _cohort_counts(t: Tables, cohort_deals: str) -> pl.LazyFrame:
 
 def _aalen_johansen(t: Tables, cohort_deals: str) -> pl.LazyFrame:
     """Cumulative incidence of won and of lost at each cohort's horizon (Aalen-Johansen: competing
-    outcomes, open deals censored at the as-of date)."""
+    outcomes, open deals censored at the as-of date).
+
+    DuckDB counts the deals leaving at each time; the running sums and products over each cohort's
+    times are Polars' (`cum_sum`, `cum_prod` over the sorted frame): as three DuckDB window functions
+    over the 3.9M times of SF10 they took about 6 of the 7 s of this query, here well under one."""
     labels, group_by = _totals_sql(["cohort_month", "time_days"], lines=True)
-    cohort = "partition by cohort_month, business_line, segment"
-    before = f"{cohort} order by time_days rows between unbounded preceding and 1 preceding"
-    return t.frame(
+    at_time = t.frame(
         f"""
-        with at_time as (
-            select cohort_month, {labels}, time_days,
-                count(*) filter (where outcome = 'won') as won_events,
-                count(*) filter (where outcome = 'lost') as lost_events,
-                count(*) as leaving,
-                any_value(horizon_days) as horizon_days
-            from ({cohort_deals})
-            {group_by}
-        ),
-        at_risk as (
-            select *,
-                cast(sum(leaving) over ({cohort}) as bigint)
-                    - coalesce(cast(sum(leaving) over ({before}) as bigint), 0) as at_risk
-            from at_time
-        ),
-        survival as (
-            select *,
-                coalesce(product(1 - (won_events + lost_events) / at_risk) over ({before}), 1.0)
-                    as survival_before
-            from at_risk
-        )
-        select cohort_month, business_line, segment,
-            fsum(survival_before * won_events / at_risk) as won_share_estimated,
-            fsum(survival_before * lost_events / at_risk) as lost_share_estimated
-        from survival
-        where time_days <= horizon_days
-        group by cohort_month, business_line, segment
+        select cohort_month, {labels}, time_days,
+            count(*) filter (where outcome = 'won') as won_events,
+            count(*) filter (where outcome = 'lost') as lost_events,
+            count(*) as leaving,
+            any_value(horizon_days) as horizon_days
+        from ({cohort_deals})
+        {group_by}
         """
-    ).lazy()
+    )
+    leaving = pl.col("leaving")
+    events = pl.col("won_events") + pl.col("lost_events")
+    return (
+        at_time.lazy()
+        .sort([*_COHORT_GROUP, "time_days"])
+        .with_columns(
+            at_risk=leaving.sum().over(_COHORT_GROUP) - (leaving.cum_sum() - leaving).over(_COHORT_GROUP)
+        )
+        .with_columns(
+            survival_before=(1.0 - events / pl.col("at_risk"))
+            .cum_prod()
+            .shift(1, fill_value=1.0)
+            .over(_COHORT_GROUP)
+        )
+        .filter(pl.col("time_days") <= pl.col("horizon_days"))
+        .group_by(_COHORT_GROUP)
+        .agg(
+            won_share_estimated=(pl.col("survival_before") * pl.col("won_events") / pl.col("at_risk")).sum(),
+            lost_share_estimated=(
+                pl.col("survival_before") * pl.col("lost_events") / pl.col("at_risk")
+            ).sum(),
+        )
+    )
 
 
 def funnel_cohorts(
