@@ -2,10 +2,12 @@
     Data tests on the large tables a run rebuilds or rewrites by its partition window check the rows
     that window touched, as the incremental facts rewrite them (a full build's window is the whole
     dump, so it checks every row; a daily run checks what the new day changed, not the history).
-    A test opts in with `config: {where: "__touched_deals__"}` or `"__touched_client_months__"`,
-    replaced here, at run time, by the deals of int_deals_touched / the client-months of
-    int_client_months_touched as this run built them (the tested models depend on them, so they are
-    built first). Rows with an empty key are always checked, so not_null on the key still bites.
+    A test opts in with `config: {where: "__touched_deals__"}`, `"__touched_client_months__"` or
+    `"__touched_activities__"`, replaced here, at run time, by the deals of int_deals_touched / the
+    client-months of int_client_months_touched as this run built them (the tested models depend on
+    them, so they are built first) / the activities the run rewrote in stg_crm__activities (those
+    with a version in the window and those of a touched deal, as its pre-hook deletes them). Rows with
+    an empty key are always checked, so not_null on the key still bites.
     Any other `where` works as in dbt's own get_where_subquery, which this replaces.
 -#}
 {% macro get_where_subquery(relation) -%}
@@ -20,9 +22,18 @@
         (client_id is null or turnover_month is null or (client_id, turnover_month) in (
             select client_id, turnover_month from {{ model_relation('int_client_months_touched') }}))
     {%- endset -%}
+    {%- set touched_activities -%}
+        (activity_id is null or activity_id in (
+            select changed.activity_id
+            from {{ source_relation('crm', 'activities') }} as changed
+            where
+                {{ in_extract_window('changed._extract_date') }}
+                or changed.deal_id in (select deal_id from {{ model_relation('int_deals_touched') }})))
+    {%- endset -%}
     {%- set where = where
         | replace('__touched_deals__', touched_deals)
-        | replace('__touched_client_months__', touched_client_months) -%}
+        | replace('__touched_client_months__', touched_client_months)
+        | replace('__touched_activities__', touched_activities) -%}
     {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -%}
 {%- endmacro %}
 
@@ -36,4 +47,16 @@
         {%- endif -%}
     {%- endfor -%}
     {%- do return(name) -%}
+{%- endmacro %}
+
+
+{#- The relation of a source table of this project, looked up in the graph like model_relation. -#}
+{% macro source_relation(source_name, table_name) -%}
+    {%- for node in graph.sources.values() -%}
+        {%- if node.package_name == project_name and node.source_name == source_name
+            and node.name == table_name -%}
+            {%- do return(api.Relation.create(database=node.database, schema=node.schema, identifier=node.identifier)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do return(source_name ~ '.' ~ table_name) -%}
 {%- endmacro %}

@@ -349,14 +349,15 @@ def test_a_deal_sitting_in_a_stage_deleted_from_the_catalogue_stays_in_the_daily
     ) == [(1, True)]
 
 
-def _failing_tests(warehouse: Warehouse, window: str) -> str:
-    """The failures of the spells' data tests, as dbt reports them ('' when they all pass)."""
+def _failing_tests(warehouse: Warehouse, window: str | None, model: str = "int_deal_stage_spells") -> str:
+    """The failures of a model's data tests (the spells' by default) in a run of `window` (None: no
+    window, as on a full build), as dbt reports them ('' when they all pass)."""
     try:
         warehouse.dbt(
             "test",
             "--select",
-            "int_deal_stage_spells,test_type:data",
-            dbt_vars={"min_date": window, "max_date": window},
+            f"{model},test_type:data",
+            window_env={"min_date": window, "max_date": window} if window else None,
         )
     except AssertionError as failure:
         return str(failure)
@@ -389,6 +390,34 @@ def test_data_tests_check_the_rows_the_window_touched(tmp_path) -> None:
     with warehouse.connect() as con:
         con.execute(f"{duplicate.replace('select *', 'select * replace (null as deal_id)')} limit 1")
     assert "not_null_int_deal_stage_spells_deal_id" in _failing_tests(warehouse, window)
+
+
+def test_the_activities_uniqueness_checks_the_activities_the_window_rewrote(tmp_path) -> None:
+    """stg_crm__activities is a table of every activity (10M at SF10): a daily run checks the uniqueness
+    of those it rewrote (a version in the window, or on a touched deal), as its pre-hook deletes them."""
+    first, second = dbt_raw_extracts.FIRST_EXTRACT, dbt_raw_extracts.SECOND_EXTRACT
+    warehouse = new_warehouse(tmp_path, [first, second])
+    with warehouse.connect() as con:
+        # A9: in the first extract only, on D3, which the second window does not touch.
+        con.execute(
+            "insert into raw.activities select * replace ('A9' as activity_id, 'D3' as deal_id) "
+            "from raw.activities where activity_id = 'A1' and _extract_date = ?",
+            [first],
+        )
+    for day in (first, second):
+        warehouse.dbt("run", window_env={"min_date": str(day), "max_date": str(day)})
+    assert ("D3",) not in warehouse.rows("select deal_id from intermediate.int_deals_touched")
+    copy = "insert into staging.stg_crm__activities select * from staging.stg_crm__activities where activity_id = ?"
+    unique = "unique_stg_crm__activities_activity_id"
+    with warehouse.connect() as con:
+        con.execute(copy, ["A9"])
+    assert _failing_tests(warehouse, str(second), "stg_crm__activities") == ""
+    assert unique in _failing_tests(warehouse, None, "stg_crm__activities")
+
+    with warehouse.connect() as con:
+        con.execute("delete from staging.stg_crm__activities where activity_id = 'A9'")
+        con.execute(copy, ["A2"])
+    assert unique in _failing_tests(warehouse, str(second), "stg_crm__activities")
 
 
 def test_client_months_touched_are_all_of_them_when_the_turnover_is_rebuilt(tmp_path) -> None:
