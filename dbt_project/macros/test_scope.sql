@@ -22,14 +22,20 @@
         (client_id is null or turnover_month is null or (client_id, turnover_month) in (
             select client_id, turnover_month from {{ model_relation('int_client_months_touched') }}))
     {%- endset -%}
+    {%- set activities = source_relation('crm', 'activities') -%}
     {%- set touched_activities -%}
         (activity_id is null or activity_id in (
             select changed.activity_id
-            from {{ source_relation('crm', 'activities') }} as changed
+            from {{ activities }} as changed
             where
                 {{ in_extract_window('changed._extract_date') }}
                 or changed.deal_id in (select deal_id from {{ model_relation('int_deals_touched') }})))
     {%- endset -%}
+    {#- A window holding every extract date (a full build) rewrote every activity: no filter, which
+        would only cost (at SF10, 5 s against 2 s for the whole table). -#}
+    {%- if '__touched_activities__' in where and window_holds_every_row(activities) -%}
+        {%- set touched_activities = '(1 = 1)' -%}
+    {%- endif -%}
     {%- set where = where
         | replace('__touched_deals__', touched_deals)
         | replace('__touched_client_months__', touched_client_months)
@@ -59,4 +65,16 @@
         {%- endif -%}
     {%- endfor -%}
     {%- do return(source_name ~ '.' ~ table_name) -%}
+{%- endmacro %}
+
+
+{#- Whether every row of `relation` (a raw table) has its extract date in the run's window. -#}
+{% macro window_holds_every_row(relation) -%}
+    {%- if not execute -%}
+        {%- do return(false) -%}
+    {%- endif -%}
+    {%- set query -%}
+        select not exists (select 1 from {{ relation }} where not ({{ in_extract_window('_extract_date') }}))
+    {%- endset -%}
+    {%- do return(run_query(query).columns[0].values()[0]) -%}
 {%- endmacro %}
