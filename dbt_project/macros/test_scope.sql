@@ -25,11 +25,7 @@
     {%- set activities = source_relation('crm', 'activities') -%}
     {%- set touched_activities -%}
         (activity_id is null or activity_id in (
-            select changed.activity_id
-            from {{ activities }} as changed
-            where
-                {{ in_extract_window('changed._extract_date') }}
-                or changed.deal_id in (select deal_id from {{ model_relation('int_deals_touched') }})))
+            {{ touched_activity_ids(activities, model_relation('int_deals_touched')) }}))
     {%- endset -%}
     {#- A window holding every extract date (a full build) rewrote every activity: no filter, which
         would only cost (at SF10, 5 s against 2 s for the whole table). -#}

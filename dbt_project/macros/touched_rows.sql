@@ -27,22 +27,24 @@
 {%- endmacro %}
 
 
-{#- The deals the window touched, as a select for `deal_id in (...)`. -#}
-{% macro touched_deal_ids() -%}
-    select touched.deal_id from {{ ref('int_deals_touched') }} as touched
+{#- The deals the window touched, as a select for `deal_id in (...)`. `touched`: the relation of
+    int_deals_touched when ref() cannot be used (a test's `where`, macros/test_scope.sql). -#}
+{% macro touched_deal_ids(touched=none) -%}
+    select touched.deal_id from {{ touched or ref('int_deals_touched') }} as touched
 {%- endmacro %}
 
 
 {#-
     The activities an incremental run of stg_crm__activities rewrites: those with a version in the
-    window, and every activity that was ever on a deal the window touched.
+    window, and every activity that was ever on a deal the window touched. `activities` and
+    `touched_deals`: the relations, for where source() and ref() cannot be used (a test's `where`).
 -#}
-{% macro touched_activity_ids() -%}
+{% macro touched_activity_ids(activities=none, touched_deals=none) -%}
     select changed.activity_id
-    from {{ source('crm', 'activities') }} as changed
+    from {{ activities or source('crm', 'activities') }} as changed
     where
         {{ in_extract_window('changed._extract_date') }}
-        or changed.deal_id in ({{ touched_deal_ids() }})
+        or changed.deal_id in ({{ touched_deal_ids(touched_deals) }})
 {%- endmacro %}
 
 
