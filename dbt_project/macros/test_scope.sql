@@ -74,3 +74,21 @@
     {%- endset -%}
     {%- do return(run_query(query).columns[0].values()[0]) -%}
 {%- endmacro %}
+
+
+{#- The SQL of a staging view for a few keys (tests/generic/unique_latest_version.sql): the macro
+    `staged` it is made of, called with `ids`. dbt gives a test only the macros its
+    text calls, so each is called here by name, not looked up. -#}
+{% macro staged_view_sql(staged, ids) -%}
+    {%- if staged == 'staged_invoices' -%}
+        {{ staged_invoices(ids) }}
+    {%- elif staged == 'staged_invoice_lines' -%}
+        {{ staged_invoice_lines(ids) }}
+    {%- elif staged == 'staged_deals' -%}
+        {{ staged_deals(ids) }}
+    {%- elif staged == 'staged_deal_stage_changes' -%}
+        {{ staged_deal_stage_changes(ids) }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("unique_latest_version: no staging macro " ~ staged) }}
+    {%- endif -%}
+{%- endmacro %}

@@ -20,9 +20,10 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 class Warehouse:
     """One DuckDB file and the dbt runs against it; nothing is written inside the repository."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, project_dir: Path = DBT_PROJECT_DIR) -> None:
         self.root = root
         self.path = root / "warehouse.duckdb"
+        self.project_dir = project_dir
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -46,9 +47,9 @@ class Warehouse:
         command = [
             *args,
             "--project-dir",
-            str(DBT_PROJECT_DIR),
+            str(self.project_dir),
             "--profiles-dir",
-            str(DBT_PROJECT_DIR),
+            str(self.project_dir),
             "--target-path",
             str(self.root / "target"),
             "--log-path",
@@ -74,8 +75,8 @@ class Warehouse:
             raise AssertionError(f"dbt {' '.join(args)} failed: {result.exception or failures}")
 
 
-def new_warehouse(root: Path, extract_dates: list) -> Warehouse:
-    warehouse = Warehouse(root)
+def new_warehouse(root: Path, extract_dates: list, project_dir: Path = DBT_PROJECT_DIR) -> Warehouse:
+    warehouse = Warehouse(root, project_dir)
     with warehouse.connect() as con:
         dbt_raw_extracts.create_raw_tables(con)
         dbt_raw_extracts.load_integrity_issues(con)

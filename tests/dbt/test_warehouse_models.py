@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, datetime
 from decimal import Decimal
 
 import dbt_raw_extracts
 import pytest
-from dbt_warehouse import Warehouse, new_warehouse
+from dbt_warehouse import DBT_PROJECT_DIR, Warehouse, new_warehouse
 
 MARTS = ["fct_stage_transitions", "fct_client_turnover", "dim_deals", "dim_clients", "fct_pipeline_daily"]
 # Incremental like the facts: compared with a full refresh too.
@@ -418,6 +419,33 @@ def test_the_activities_uniqueness_checks_the_activities_the_window_rewrote(tmp_
         con.execute("delete from staging.stg_crm__activities where activity_id = 'A9'")
         con.execute(copy, ["A2"])
     assert unique in _failing_tests(warehouse, str(second), "stg_crm__activities")
+
+
+def test_a_staging_views_uniqueness_checks_the_keys_with_a_version_in_the_window(tmp_path) -> None:
+    """The invoices view keeps one version of each invoice. Its uniqueness test runs the view's own SQL,
+    on a daily run for the invoices with a version in the window. A fan-out planted in that SQL (the
+    integrity flags joined without their `distinct`, in a copy of the project) is caught there for such
+    an invoice, and for any invoice by a run without a window."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    flags = project / "macros" / "integrity_issues.sql"
+    flags.write_text(flags.read_text().replace("select distinct record_key", "select record_key"))
+    first, second = dbt_raw_extracts.FIRST_EXTRACT, dbt_raw_extracts.SECOND_EXTRACT
+    warehouse = new_warehouse(tmp_path, [first, second], project_dir=project)
+    warehouse.dbt("run", "--select", "staging")
+    flag_twice = (
+        "insert into quality.integrity_issues "
+        "select 'invoices', ?, rule, 'flag', 'planted', now() from (values ('one'), ('two')) as rules(rule)"
+    )
+    unique = "unique_latest_version_stg_invoicing__invoices_invoice_id"
+    with warehouse.connect() as con:
+        con.execute(flag_twice, ["I1"])  # I1 is in the first extract only
+    assert _failing_tests(warehouse, str(second), "stg_invoicing__invoices") == ""
+    assert unique in _failing_tests(warehouse, None, "stg_invoicing__invoices")
+
+    with warehouse.connect() as con:
+        con.execute(flag_twice, ["I3"])  # I3 is new in the second extract
+    assert unique in _failing_tests(warehouse, str(second), "stg_invoicing__invoices")
 
 
 def test_client_months_touched_are_all_of_them_when_the_turnover_is_rebuilt(tmp_path) -> None:

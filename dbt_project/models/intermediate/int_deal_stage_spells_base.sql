@@ -3,9 +3,14 @@
     date (duration_days of an open spell), which the view int_deal_stage_spells adds on read.
 
     Incremental by the partition window: a run deletes the spells of the deals in int_deals_touched and
-    re-inserts them, from those deals' events only. Without a window (a full build) every deal is touched.
+    re-inserts them, from those deals' events only: only their versions are ranked (the staging SQL
+    called with a filter, macros/staged_crm.sql). Without a window (a full build) every deal is touched.
 -#}
 -- depends_on: {{ ref('int_deals_touched') }}
+-- The staging SQL of an incremental run reads what the views read (macros/staged_crm.sql).
+-- depends_on: {{ ref('stg_crm__deal_stage_changes') }}
+-- depends_on: {{ ref('stg_crm__deals') }}
+-- depends_on: {{ ref('stg_invoicing__fx_rates') }}
 {{
     config(
         materialized='incremental',
@@ -17,24 +22,52 @@
 
 with
 
-stage_changes as (
+{% if is_incremental() %}
+{%- set touched_deal_event_ids -%}
+    select event_versions.event_id
+    from {{ source('crm', 'deal_stage_history') }} as event_versions
+    where event_versions.deal_id in ({{ touched_deal_ids() }})
+{%- endset %}
 
-    select * from {{ ref('stg_crm__deal_stage_changes') }}
-    {% if is_incremental() %}
-    where deal_id in ({{ touched_deal_ids() }})
-    {% endif %}
+-- Every event that ever had a version on a touched deal, its versions ranked (the staging SQL called
+-- with a filter, macros/staged_crm.sql), then those whose latest version is on a touched deal: the
+-- rows stg_crm__deal_stage_changes has for these deals, without ranking every event.
+touched_deal_events as (
+
+    {{ staged_deal_stage_changes(touched_deal_event_ids) }}
 
 ),
 
-stages as (
+stage_changes as (
 
-    select * from {{ ref('stg_crm__stages') }}
+    select * from touched_deal_events
+    where deal_id in ({{ touched_deal_ids() }})
+
+),
+
+deals as (
+
+    {{ staged_deals(touched_deal_ids()) }}
+
+),
+{% else %}
+
+stage_changes as (
+
+    select * from {{ ref('stg_crm__deal_stage_changes') }}
 
 ),
 
 deals as (
 
     select * from {{ ref('stg_crm__deals') }}
+
+),
+{% endif %}
+
+stages as (
+
+    select * from {{ ref('stg_crm__stages') }}
 
 ),
 

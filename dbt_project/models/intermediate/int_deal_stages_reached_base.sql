@@ -7,6 +7,8 @@
     grid rows of the deals in int_deals_touched.
 -#}
 -- depends_on: {{ ref('int_deals_touched') }}
+-- depends_on: {{ ref('stg_crm__deals') }}
+-- depends_on: {{ ref('stg_invoicing__fx_rates') }}
 {{
     config(
         materialized='incremental',
@@ -20,9 +22,11 @@ with
 
 deals as (
 
-    select * from {{ ref('stg_crm__deals') }}
     {% if is_incremental() %}
-    where deal_id in ({{ touched_deal_ids() }})
+    -- Only the touched deals' versions are ranked (macros/staged_crm.sql).
+    {{ staged_deals(touched_deal_ids()) }}
+    {% else %}
+    select * from {{ ref('stg_crm__deals') }}
     {% endif %}
 
 ),
