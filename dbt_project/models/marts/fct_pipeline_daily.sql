@@ -6,9 +6,10 @@ spells as (
 
 ),
 
+-- The deals of stg_crm__deals, one row each, already built: the view would rank every version again.
 deals as (
 
-    select * from {{ ref('stg_crm__deals') }}
+    select * from {{ ref('dim_deals') }}
 
 ),
 
