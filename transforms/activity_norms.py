@@ -78,16 +78,20 @@ EFFORT_SQL = """
 """
 
 STAYS_SQL = """
-    select deal_id, to_stage_id as stage_id, changed_at as entered_at, transition_number,
-        lead(changed_at) over stay_order as exited_at,
-        lag(changed_at) over stay_order is null as is_first,
-        is_to_won or is_to_lost as is_terminal
-    from {events}
-    window stay_order as (partition by deal_id order by changed_at, transition_number)
+    select stays.deal_id, stays.to_stage_id as stage_id, stays.changed_at as entered_at,
+        stays.transition_number, next_stays.changed_at as exited_at,
+        stays.transition_number = 1 as is_first,
+        stays.is_to_won or stays.is_to_lost as is_terminal
+    from {events} as stays
+    left join {events} as next_stays
+        on stays.deal_id = next_stays.deal_id
+        and next_stays.transition_number = stays.transition_number + 1
 """
 """One row per stay of a deal in a stage (terminal ones included): entered at, exited at (null while the
 deal is still there: the next event's time, so a deal's stays tile its timeline), whether it is the
-deal's first."""
+deal's first. A deal's transitions are numbered 1, 2, ... in time order (`transition_number`), so the
+next event is a join on the number, not a window over every deal's events (which also kept a filter on
+the deals from reaching the events)."""
 
 
 def activity_effort(activities: pl.LazyFrame, as_of: date, settings: NormSettings) -> pl.LazyFrame:
