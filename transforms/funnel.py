@@ -449,13 +449,28 @@ def _stage_fill(t: Tables, calendar: pl.LazyFrame) -> pl.LazyFrame:
             select ends.period_grain, ends.period_start, ends.fill_date, spells.entered_at,
                 shown.view_business_line as line, outcomes.segment as seg, spells.stage_id,
                 outcomes.amount_reporting, shown.sla_days
-            from ({OPEN_SPELLS_SQL}) as spells
+            from (
+                -- Each spell with the start of every period from the one it entered in to the one it
+                -- left in (or the last): those it can be open at the end of. An equi-join on them
+                -- then, not a range join of every spell with every period end.
+                select spells.*, grains.period_grain,
+                    cast(unnest(generate_series(
+                        date_trunc(grains.period_grain, spells.entered_at),
+                        date_trunc(grains.period_grain, least(coalesce(spells.exited_at, last.at), last.at)),
+                        grains.step
+                    )) as date) as period_start
+                from ({OPEN_SPELLS_SQL}) as spells
+                cross join (values ('month', interval 1 month), ('quarter', interval 3 month))
+                    as grains (period_grain, step)
+                cross join (select cast(max(fill_date) as timestamp) as at from {{fill_ends}}) as last
+            ) as spells
             inner join {{outcomes}} as outcomes on spells.deal_id = outcomes.deal_id
             inner join {{shown}} as shown
                 on outcomes.business_line = shown.pipeline_id and spells.stage_id = shown.stage_id
             -- Open at the end of the fill day: entered before midnight and not yet left.
             inner join {{fill_ends}} as ends
-                on spells.entered_at < ends.fill_until_at
+                on spells.period_grain = ends.period_grain and spells.period_start = ends.period_start
+                and spells.entered_at < ends.fill_until_at
                 and coalesce(spells.exited_at, TIMESTAMP '9999-12-31') >= ends.fill_until_at
         )
         {group_by}

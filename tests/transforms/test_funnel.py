@@ -100,6 +100,26 @@ def test_stage_fill_and_sla_breaches_at_period_end(conversion):
     assert feb["qual"]["open_amount_reporting"] == 20.0
 
 
+def test_stage_fill_counts_a_stay_at_every_period_end_it_spans():
+    """A stay is open at the end of each month and quarter it spans, the day it is left at midnight
+    included (the fill is taken at the end of the day), and at none after."""
+    frame = funnel_conversion(
+        transitions({"D1": [("lead", d(1, 20)), ("qual", d(3, 1))]}),
+        deals([("D1", "c1", d(1, 1), 10.0)]),
+        clients({"c1": "smb"}),
+        STAGES.lazy(),
+        targets([]),
+        date(2024, 4, 15),
+    ).collect()
+
+    def fill(grain: str, start: date) -> tuple[int, int]:
+        stages = rows(frame, start, grain=grain)
+        return stages["lead"]["open_deal_count"], stages["qual"]["open_deal_count"]
+
+    assert [fill("month", date(2024, m, 1)) for m in (1, 2, 3, 4)] == [(1, 0), (1, 0), (0, 1), (0, 1)]
+    assert [fill("quarter", date(2024, m, 1)) for m in (1, 4)] == [(0, 1), (0, 1)]
+
+
 def test_deal_figures_of_the_period(conversion):
     lead = rows(conversion, date(2024, 1, 1))["lead"]
     # Closed in January: D1 won (100), D2 and D3 lost (50 + 30); D4's loss was undone by its reopen.
