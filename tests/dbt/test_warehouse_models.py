@@ -437,7 +437,7 @@ def test_a_staging_views_uniqueness_checks_the_keys_with_a_version_in_the_window
         "insert into quality.integrity_issues "
         "select 'invoices', ?, rule, 'flag', 'planted', now() from (values ('one'), ('two')) as rules(rule)"
     )
-    unique = "unique_latest_version_stg_invoicing__invoices_invoice_id"
+    unique = "unique_stg_invoicing__invoices_invoice_id"
     with warehouse.connect() as con:
         con.execute(flag_twice, ["I1"])  # I1 is in the first extract only
     assert _failing_tests(warehouse, str(second), "stg_invoicing__invoices") == ""
