@@ -155,3 +155,16 @@ final as (
 
 select * from final
 {%- endmacro %}
+
+
+{#- The rows of stg_crm__deals an incremental model rewrites: in an incremental run the touched deals'
+    (only their versions ranked), otherwise all of them, read from the view. A model calling it keeps
+    `-- depends_on: {{ ref('stg_invoicing__fx_rates') }}`: the incremental branch reads the rates, and
+    dbt does not see a ref it does not render while parsing. -#}
+{% macro deals_to_rewrite() -%}
+    {%- if is_incremental() -%}
+        {{ staged_deals(touched_deal_ids()) }}
+    {%- else -%}
+        select * from {{ ref('stg_crm__deals') }}
+    {%- endif -%}
+{%- endmacro %}

@@ -7,9 +7,7 @@
     called with a filter, macros/staged_crm.sql). Without a window (a full build) every deal is touched.
 -#}
 -- depends_on: {{ ref('int_deals_touched') }}
--- The staging SQL of an incremental run reads what the views read (macros/staged_crm.sql).
--- depends_on: {{ ref('stg_crm__deal_stage_changes') }}
--- depends_on: {{ ref('stg_crm__deals') }}
+-- The staging SQL of an incremental run reads the rates, as the views do (macros/staged_crm.sql).
 -- depends_on: {{ ref('stg_invoicing__fx_rates') }}
 {{
     config(
@@ -45,11 +43,6 @@ stage_changes as (
 
 ),
 
-deals as (
-
-    {{ staged_deals(touched_deal_ids()) }}
-
-),
 {% else %}
 
 stage_changes as (
@@ -58,12 +51,13 @@ stage_changes as (
 
 ),
 
+{% endif %}
+
 deals as (
 
-    select * from {{ ref('stg_crm__deals') }}
+    {{ deals_to_rewrite() }}
 
 ),
-{% endif %}
 
 stages as (
 

@@ -7,7 +7,6 @@
     grid rows of the deals in int_deals_touched.
 -#}
 -- depends_on: {{ ref('int_deals_touched') }}
--- depends_on: {{ ref('stg_crm__deals') }}
 -- depends_on: {{ ref('stg_invoicing__fx_rates') }}
 {{
     config(
@@ -22,12 +21,7 @@ with
 
 deals as (
 
-    {% if is_incremental() %}
-    -- Only the touched deals' versions are ranked (macros/staged_crm.sql).
-    {{ staged_deals(touched_deal_ids()) }}
-    {% else %}
-    select * from {{ ref('stg_crm__deals') }}
-    {% endif %}
+    {{ deals_to_rewrite() }}  -- the touched deals' in an incremental run (macros/staged_crm.sql)
 
 ),
 

@@ -4,7 +4,6 @@
     a corrected or late event changes its neighbours' from-stage and time in stage. Append after the
     pre-hook delete (rather than delete+insert on deal_id) also removes deals that left the funnel.
 -#}
--- depends_on: {{ ref('stg_crm__deals') }}
 -- depends_on: {{ ref('stg_invoicing__fx_rates') }}
 {{
     config(
@@ -25,12 +24,7 @@ spells as (
 
 deals as (
 
-    {% if is_incremental() %}
-    -- Only the touched deals' versions are ranked (macros/staged_crm.sql).
-    {{ staged_deals(touched_deal_ids()) }}
-    {% else %}
-    select * from {{ ref('stg_crm__deals') }}
-    {% endif %}
+    {{ deals_to_rewrite() }}  -- the touched deals' in an incremental run (macros/staged_crm.sql)
 
 ),
 
