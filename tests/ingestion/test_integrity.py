@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from ingestion.integrity import refresh_integrity_issues
+from ingestion.warehouse import DuckDBSettings, connect, ensure_schemas
 from tests.ingestion.conftest import LOADED_AT
 
 DAY = date(2026, 11, 12)
@@ -275,3 +276,172 @@ def test_a_failed_refresh_leaves_the_findings_and_the_kept_versions_as_they_were
     monkeypatch.undo()
     refresh_integrity_issues(conn, contract, LOADED_AT)
     assert findings(conn) == set()
+
+
+def quarantine(conn, table: str, key_column: str, key: str, extract_date: date) -> None:
+    conn.execute(
+        "INSERT INTO quality.quarantine VALUES (?, ?, ?, 1, 'not_null', 'amount', 'amount is null', NULL, ?, ?)",
+        [table, extract_date, f"{extract_date}/{table}.csv", f'{{"{key_column}": "{key}"}}', LOADED_AT],
+    )
+
+
+def test_a_run_looks_again_only_at_what_changed_and_finds_what_recomputing_everything_finds(
+    tmp_path, conn, contract
+):
+    """The rules look again only at the records a change can affect (their own new version, a parent's,
+    a quarantined parent, another event of the deal, another invoice of the number, a currency's first
+    rate). Each step below changes what a finding depends on without touching the record itself; a
+    warehouse whose kept state is dropped before every run (so every record is looked at) is the
+    reference."""
+    with connect(DuckDBSettings(tmp_path / "reference.duckdb", memory_limit="1GB", threads=1)) as reference:
+        ensure_schemas(reference, contract)
+        both = (conn, reference)
+
+        def load(table: str, rows: list[dict], day: date) -> None:
+            for warehouse in both:
+                insert(warehouse, table, rows, extract_date=day)
+
+        def run(day_loaded_at):
+            reference.execute("DROP SCHEMA IF EXISTS integrity_state CASCADE")
+            expected = refresh_integrity_issues(reference, contract, day_loaded_at)
+            refresh = refresh_integrity_issues(conn, contract, day_loaded_at)
+            assert expected.full_reason is not None
+            assert findings_with_reasons(conn) == findings_with_reasons(reference)
+            return refresh
+
+        day1, day2, day3 = DAY, date(2026, 11, 13), date(2026, 11, 14)
+        load("clients", [client("C1"), client("C2")], day1)
+        load(
+            "stage_catalogue",
+            [stage("lead", 1), stage("won", 2, won=True), stage("lost", 3, lost=True)],
+            day1,
+        )
+        load(
+            "deals",
+            [
+                deal("D1"),
+                deal("D2"),
+                deal("D3"),
+                deal("D4", client_id="C2"),
+                deal("D5", currency="GBP"),
+                deal("D6", client_id="C9"),
+            ],
+            day1,
+        )
+        load(
+            "deal_stage_history",
+            [
+                event("E1", "D1", "lead", "2026-01-05 00:00:00"),
+                event("E2", "D2", "lead", "2026-01-05 00:00:00"),
+                event("E3", "D2", "won", "2026-01-05 00:00:00"),  # a tie with E2
+                event("E4", "D3", "lead", "2026-01-05 00:00:00"),
+            ],
+            day1,
+        )
+        load("activities", [dict(activity_id="A1", deal_id="D1"), dict(activity_id="A8", deal_id="D8")], day1)
+        load(
+            "invoices",
+            [
+                invoice("I1", "N1"),
+                invoice("I2", "N2"),
+                invoice("I3", "N1"),
+                invoice("I4", "N4", currency="GBP"),
+                # I7 repeats I6's number, and GBP's first rate brings I7 (not I6) back into view.
+                invoice("I6", "N6"),
+                invoice("I7", "N6", currency="GBP", issued="2026-02-05"),
+            ],
+            day1,
+        )
+        load("invoice_lines", [dict(invoice_line_id="L1", invoice_id="I9")], day1)
+        load("fx_rates", [dict(rate_date="2026-02-01", currency="USD", rate_to_reporting=0.9)], day1)
+        first = run(LOADED_AT)
+        assert first.full_reason is not None
+        assert ("deal_stage_history", "E2", "event_time_tie", "flag") in findings(conn)
+
+        later = LOADED_AT.replace(day=28)
+        # Day 2 changes every finding's inputs except the record itself.
+        load("clients", [client("C2", deleted=True)], day2)  # D4's client is deleted
+        # E1 is now before its deal was created; A8's deal arrives.
+        load("deals", [deal("D1", created_at="2026-02-01 00:00:00"), deal("D8")], day2)
+        load("deals", [deal("D3", status="lost")], day2)  # lost without entering a lost stage: a gap
+        load(
+            "deal_stage_history", [event("E3", "D3", "won", "2026-01-05 00:00:00")], day2
+        )  # moves: D2 has no tie left
+        load("invoices", [invoice("I1", "N2")], day2)  # I3 no longer repeats N1; I2's N2 now repeats I1's
+        # GBP's first rate: I4 and D5 can be converted.
+        load("fx_rates", [dict(rate_date="2026-11-13", currency="GBP", rate_to_reporting=1.1)], day2)
+        for warehouse in both:
+            # L1's invoice is now in quarantine: not unknown, quarantined.
+            quarantine(warehouse, "invoices", "invoice_id", "I9", day2)
+        second = run(later)
+        assert second.full_reason is None
+        # A1 and A8 (their deals changed); I1 (changed), I3 and I2 (its old and new number), I4 and I7
+        # (GBP), I6 (I7's number).
+        assert second.records_checked["activities.unknown_deal"] == 2
+        assert second.records_checked["invoices.duplicate_invoice_number"] == 6
+        assert {
+            ("deal_stage_history", "E1", "event_before_deal_created", "exclude"),
+            ("deals", "D4", "deleted_client_reference", "flag"),
+            ("deals", "D3", "history_gap", "flag"),
+            ("invoices", "I2", "duplicate_invoice_number", "exclude"),
+            ("invoice_lines", "L1", "quarantined_invoice_reference", "exclude"),
+        } <= findings(conn)
+        assert not {
+            ("deal_stage_history", "E2", "event_time_tie", "flag"),
+            ("invoices", "I3", "duplicate_invoice_number", "exclude"),
+            ("invoices", "I4", "unknown_currency", "exclude"),
+            ("activities", "A8", "unknown_deal", "exclude"),
+        } & findings(conn)
+        # A finding that held all along keeps the time it was first detected; a new one has this run's.
+        detected = dict(
+            conn.execute(
+                "SELECT record_key || ':' || rule, detected_at FROM quality.integrity_issues"
+            ).fetchall()
+        )
+        assert detected["D6:unknown_client"] == detected["I7:duplicate_invoice_number"] == LOADED_AT
+        assert detected["D4:deleted_client_reference"] == later
+
+        # Day 2 is reloaded without its deals, rates and quarantined invoice: every finding comes back.
+        for warehouse in both:
+            for table in ("deals", "fx_rates"):
+                warehouse.execute(f"DELETE FROM raw.{table} WHERE _extract_date = ?", [day2])
+            warehouse.execute("DELETE FROM quality.quarantine WHERE extract_date = ?", [day2])
+        third = run(later.replace(day=29))
+        assert third.full_reason is None
+        assert ("invoices", "I4", "unknown_currency", "exclude") in findings(conn)
+        assert ("invoice_lines", "L1", "unknown_invoice", "exclude") in findings(conn)
+
+        # A stage catalogue change looks at every record again.
+        load("stage_catalogue", [stage("won", 2, won=True, deleted=True)], day3)
+        fourth = run(later.replace(day=30))
+        assert fourth.full_reason == "the stage catalogue changed"
+        assert ("deal_stage_history", "E3", "deleted_stage_reference", "flag") in findings(conn)
+
+
+def findings_with_reasons(conn) -> set[tuple[str, ...]]:
+    return set(
+        conn.execute(
+            "SELECT table_name, record_key, rule, action, reason FROM quality.integrity_issues"
+        ).fetchall()
+    )
+
+
+def test_a_changed_rule_looks_at_every_record_again(conn, contract, monkeypatch):
+    from dataclasses import replace
+
+    from ingestion import integrity
+
+    insert(conn, "clients", [client("C1")])
+    insert(conn, "deals", [deal("D1", client_id="C9")])
+    refresh_integrity_issues(conn, contract, LOADED_AT)
+    reworded = tuple(
+        replace(rule, reason="no such client") if rule.rule == "unknown_client" else rule
+        for rule in integrity.RULES
+    )
+    monkeypatch.setattr(integrity, "RULES", reworded)
+
+    refresh = refresh_integrity_issues(conn, contract, LOADED_AT.replace(day=28))
+
+    assert refresh.full_reason == "the rules changed"
+    rows = conn.execute("SELECT record_key, reason, detected_at FROM quality.integrity_issues").fetchall()
+    assert rows == [("D1", "no such client", LOADED_AT.replace(day=28))]

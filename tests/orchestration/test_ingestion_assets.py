@@ -69,18 +69,22 @@ def test_a_range_loads_in_one_run_and_a_rerun_changes_no_count(tmp_path, landing
     assert counts(tmp_path) == (2, 1, 0)
     # Integrity kept nothing before the first run, so it ranked every table whole; the rerun reloaded
     # one extract date, and only that date's keys were ranked again.
-    assert set(dates_ranked_again(first).values()) == {"all (rebuilt)"}
-    reranked = dates_ranked_again(again)
+    assert set(integrity_metadata(first, "extract_dates_ranked_again").values()) == {"all (rebuilt)"}
+    reranked = integrity_metadata(again, "extract_dates_ranked_again")
     assert "deals" in reranked and set(reranked.values()) == {1}
+    # The first run's rules looked at every record; the rerun's at the records of the keys it re-read.
+    assert integrity_metadata(first, "rules_looked_at") == "no findings kept from an earlier run"
+    assert integrity_metadata(again, "rules_looked_at") == "changed records only"
+    assert set(integrity_metadata(first, "records_looked_at_again").values()) == {"all"}
 
 
-def dates_ranked_again(result: dg.ExecuteInProcessResult) -> dict:
+def integrity_metadata(result: dg.ExecuteInProcessResult, name: str):
     *_, event = (
         e
         for e in result.get_asset_materialization_events()
         if e.asset_key == dg.AssetKey(["quality", "integrity_issues"])
     )
-    return event.materialization.metadata["extract_dates_ranked_again"].data
+    return event.materialization.metadata[name].value
 
 
 def test_a_day_without_an_extract_folder_loads_nothing_and_keeps_what_was_there(tmp_path, landing):

@@ -116,8 +116,9 @@ def build_integrity_asset(contract: Contract, partitions_def: dg.PartitionsDefin
     @dg.asset(
         key=INTEGRITY_KEY,
         description="Cross-table integrity findings (unknown stage, event before the deal was created, ...): "
-        "one row per record and rule, recomputed over the latest version of every key in raw (kept in "
-        "integrity_state; only the keys of extract dates loaded since the last run are ranked again).",
+        "one row per record and rule, over the latest version of every key in raw (kept in integrity_state; "
+        "only the keys of extract dates loaded since the last run are ranked again, and the rules look again "
+        "only at the records those changes can affect).",
         group_name="ingestion",
         deps=[raw_asset_key(name) for name in contract.tables],
         partitions_def=partitions_def,
@@ -141,6 +142,12 @@ def build_integrity_asset(contract: Contract, partitions_def: dg.PartitionsDefin
                     table: "all (rebuilt)" if dates < 0 else dates
                     for table, dates in refresh.dates_ranked.items()
                     if dates
+                },
+                # Whether every record was looked at again (and why), or how many per rule.
+                "rules_looked_at": refresh.full_reason or "changed records only",
+                "records_looked_at_again": {
+                    rule: "all" if records < 0 else records
+                    for rule, records in refresh.records_checked.items()
                 },
             }
         )
