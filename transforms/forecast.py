@@ -138,7 +138,14 @@ SPELL_COLUMNS = (
     "from_entered_at",
     "entry_direction",
 )
-DEAL_COLUMNS = ("deal_id", "business_line", "client_id", "amount_reporting", "expected_close_date")
+DEAL_COLUMNS = (
+    "deal_id",
+    "business_line",
+    "client_id",
+    "amount_reporting",
+    "expected_close_date",
+    "crm_closed_at",
+)
 
 
 def funnel_spells(
@@ -146,12 +153,11 @@ def funnel_spells(
     deals: pl.LazyFrame,
     clients: pl.LazyFrame,
     stages: pl.LazyFrame,
-    crm_deals: pl.LazyFrame,
     spells_sorted: bool = False,
 ) -> pl.LazyFrame:
     """One row per spell with what the forecast needs of its deal (line, today's segment and amount,
     expected close date, when the CRM record says it closed) and its stage (CRM probability), in
-    SPELL_ORDER. Sources: int_deal_stage_spells, dim_deals, dim_clients, stg_crm__stages, stg_crm__deals.
+    SPELL_ORDER. Sources: int_deal_stage_spells, dim_deals (DEAL_COLUMNS), dim_clients, stg_crm__stages.
 
     `spells_sorted`: the spells come in SPELL_ORDER already (sorted by DuckDB as they are read); the
     joins then keep their order and the frame is not sorted again. At SF100 the spells are 40M rows
@@ -162,9 +168,9 @@ def funnel_spells(
         "client_id",
         pl.col("amount_reporting").cast(pl.Float64),
         "expected_close_date",
+        "crm_closed_at",
     )
     segments = clients.select("client_id", "segment")
-    crm_closed = crm_deals.select("deal_id", pl.col("closed_at").alias("crm_closed_at"))
     crm = stages.select("pipeline_id", "stage_id", pl.col("win_probability").alias("crm_probability")).unique(
         subset=["pipeline_id", "stage_id"]
     )
@@ -173,7 +179,6 @@ def funnel_spells(
         spells.select(SPELL_COLUMNS)
         .join(deal_columns, on="deal_id", how="inner", maintain_order=order)
         .join(segments, on="client_id", how="left", maintain_order=order)
-        .join(crm_closed, on="deal_id", how="left", maintain_order=order)
         .join(crm, on=["pipeline_id", "stage_id"], how="left", maintain_order=order)
         .with_columns(
             segment=pl.col("segment").fill_null("unknown"),

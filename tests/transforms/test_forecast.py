@@ -187,10 +187,9 @@ def synthetic_inputs(seed: int = 1, deals: int = 900, start: datetime = datetime
 def synthetic_spells(spells: pl.DataFrame, deals: pl.DataFrame, clients: pl.DataFrame) -> pl.LazyFrame:
     return funnel_spells(
         spells.lazy(),
-        deals.drop("closed_at").lazy(),
+        deals.rename({"closed_at": "crm_closed_at"}).lazy(),
         clients.lazy(),
         STAGES.lazy(),
-        deals.select("deal_id", "closed_at").lazy(),
     )
 
 
@@ -453,10 +452,9 @@ def test_spells_read_in_order_give_the_frame_funnel_spells_sorts(synthetic):
     deals = deals.sample(fraction=1.0, shuffle=True, seed=4)
     presorted = funnel_spells(
         shuffled.sort(SPELL_ORDER).lazy(),
-        deals.drop("closed_at").lazy(),
+        deals.rename({"closed_at": "crm_closed_at"}).lazy(),
         clients.sample(fraction=1.0, shuffle=True, seed=5).lazy(),
         STAGES.sample(fraction=1.0, shuffle=True, seed=6).lazy(),
-        deals.select("deal_id", "closed_at").lazy(),
         spells_sorted=True,
     ).collect()
     assert presorted.equals(expected)

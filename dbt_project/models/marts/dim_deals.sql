@@ -104,6 +104,7 @@ final as (
         current_stage_entered_at,
         case when status = 'won' then closed_in_log_at end as won_at,
         case when status = 'lost' then closed_in_log_at end as lost_at,
+        closed_at as crm_closed_at,
         as_of_date,
         {{ dbt.datediff(
             'cast(created_at as date)',

@@ -30,7 +30,6 @@ INPUTS = [
     dg.AssetKey(["marts", "dim_deals"]),
     dg.AssetKey(["marts", "dim_clients"]),
     dg.AssetKey(["staging", "stg_crm__stages"]),
-    dg.AssetKey(["staging", "stg_crm__deals"]),
 ]
 AMOUNT_HISTORY = dg.AssetKey(["intermediate", "int_deal_amounts_known"])
 PIPELINE_FORECAST = dg.AssetKey(["marts", "pipeline_forecast"])
@@ -94,7 +93,6 @@ def load_funnel_spells(
             of_deals("marts", "dim_deals", DEAL_COLUMNS),
             read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
             stages.lazy(),
-            of_deals("staging", "stg_crm__deals", ("deal_id", "closed_at")),
             spells_sorted=True,
         ).collect()
     finally:
