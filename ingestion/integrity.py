@@ -64,6 +64,11 @@ def dangling_sql(ref: Reference, records: str | None = None) -> str:
             SELECT 1 FROM latest_{ref.parent_table} p WHERE p."{ref.parent_key}" = c."{ref.column}")"""
 
 
+STATE_SCHEMA = "integrity_state"
+QUARANTINED_KEYS = f"{STATE_SCHEMA}.quarantined_keys"
+"""The key of every quarantined row of a table a reference points at (table_name, parent_key)."""
+
+
 def reference_rules(ref: Reference) -> tuple[IntegrityRule, IntegrityRule]:
     """Two findings per reference, so a cascade is told apart from its cause: the parent never existed
     (`missing_rule`), or the parent is in quality.quarantine (`quarantined_<parent>_reference`). Both read
@@ -74,10 +79,8 @@ def reference_rules(ref: Reference) -> tuple[IntegrityRule, IntegrityRule]:
         UNION ALL SELECT "{ref.key_column}" FROM latest_{ref.table_name} WHERE "{ref.column}" IN (
             SELECT "{ref.parent_key}" FROM delta_{ref.parent_table}
             UNION ALL SELECT parent_key FROM delta_quarantined WHERE table_name = '{ref.parent_table}')"""
-    parent_key_json = f"json_extract_string(original_values, '$.{ref.parent_key}')"
-    # Malformed lines have no parsed key: NULLs are left out, or NOT IN would match nothing.
-    quarantined = f"""SELECT {parent_key_json} FROM quality.quarantine
-        WHERE table_name = '{ref.parent_table}' AND {parent_key_json} IS NOT NULL"""
+    # Kept up to date before the rules run (_refresh_quarantined_keys).
+    quarantined = f"SELECT parent_key FROM {QUARANTINED_KEYS} WHERE table_name = '{ref.parent_table}'"
     entity = ref.parent_table.removesuffix("s")
     return (
         IntegrityRule(
@@ -299,8 +302,6 @@ RULES: tuple[IntegrityRule, ...] = (
 )
 
 
-STATE_SCHEMA = "integrity_state"
-
 LOADED_DATES_DDL = f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.loaded_dates (
     table_name VARCHAR, _extract_date DATE, row_count BIGINT, first_loaded_at TIMESTAMP,
     last_loaded_at TIMESTAMP, source_row_sum HUGEINT)"""
@@ -472,12 +473,11 @@ def _rerank_keys_of_dates(
 class IntegrityRefresh:
     counts: dict[str, int]  # findings per `table.rule`
     dates_ranked: dict[str, int]  # per table, extract dates whose keys were ranked again (-1: rebuilt)
-    records_checked: dict[str, int]  # per `table.rule`, records the rule looked at again (-1: every one)
+    records_checked: dict[str, int]  # per table with rules, records its rules looked at again (-1: every one)
     full_reason: str | None  # why every rule looked at every record this run; None: only what changed
 
 
 RULES_FINGERPRINT_DDL = f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.rules (fingerprint VARCHAR NOT NULL)"
-QUARANTINED_KEYS = f"{STATE_SCHEMA}.quarantined_keys"
 
 
 def rules_fingerprint(rules: tuple[IntegrityRule, ...], reporting_currency: str) -> str:
@@ -487,7 +487,8 @@ def rules_fingerprint(rules: tuple[IntegrityRule, ...], reporting_currency: str)
 
 
 def _quarantined_parent_keys_sql() -> str:
-    """The keys of quarantined rows of every table a reference points at: table_name, parent_key."""
+    """The keys of quarantined rows of every table a reference points at: table_name, parent_key.
+    Malformed lines have no parsed key: NULLs are left out, or the rules' NOT IN would match nothing."""
     parents = sorted({(ref.parent_table, ref.parent_key) for ref in REFERENCES})
     return " UNION ".join(
         f"""SELECT '{table}' AS table_name, json_extract_string(original_values, '$.{key}') AS parent_key
@@ -548,18 +549,15 @@ def _full_refresh_reason(
 
 
 def _scope_tables(conn: duckdb.DuckDBPyConnection, contract: Contract) -> dict[str, tuple[str, str]]:
-    """Per table with rules that can look at part of it: (temp table of the keys to look at again, temp
+    """Per table whose rules can all look at part of it: (temp table of the keys to look at again, temp
     table of their newest rows). The keys are the union of what its rules' `affected_keys_sql` name:
     looking at a record no change affects gives the finding it has, so one set serves every rule."""
     scopes: dict[str, tuple[str, str]] = {}
-    for table_name in dict.fromkeys(rule.table_name for rule in RULES if rule.affected_keys_sql):
+    tables = dict.fromkeys(rule.table_name for rule in RULES)
+    for table_name in [t for t in tables if all(r.affected_keys_sql for r in RULES if r.table_name == t)]:
         table = contract.table(table_name)
         affected = " UNION ALL ".join(
-            dict.fromkeys(
-                rule.affected_keys_sql
-                for rule in RULES
-                if rule.table_name == table_name and rule.affected_keys_sql
-            )
+            dict.fromkeys(rule.affected_keys_sql for rule in RULES if rule.table_name == table_name)
         )
         keys, records = f"integrity_keys_{table_name}", f"integrity_records_{table_name}"
         conn.execute(
@@ -596,7 +594,6 @@ def refresh_integrity_issues(
     kept versions or the stage catalogue changed (`IntegrityRefresh.full_reason`). A finding keeps the
     time it was first detected for as long as it holds. One transaction: a failure leaves the findings
     and the kept versions as they were."""
-    records_checked: dict[str, int] = {}
     conn.execute("BEGIN TRANSACTION")
     try:
         dates_ranked = refresh_latest_tables(conn, contract)
@@ -606,7 +603,7 @@ def refresh_integrity_issues(
             kept = f"{STATE_SCHEMA}.latest_{table.name}"
             conn.execute(f"CREATE OR REPLACE TEMP VIEW latest_{table.name} AS SELECT * FROM {kept}")
         scopes = {} if full_reason else _scope_tables(conn, contract)
-        checked = {
+        records_checked = {rule.table_name: -1 for rule in RULES} | {
             table: conn.execute(f"SELECT count(*) FROM {keys}").fetchall()[0][0]
             for table, (keys, _) in scopes.items()
         }
@@ -615,12 +612,7 @@ def refresh_integrity_issues(
             records = scopes[ref.table_name][1] if ref.table_name in scopes else None
             conn.execute(f"CREATE OR REPLACE TEMP TABLE {dangling_name(ref)} AS {dangling_sql(ref, records)}")
         for rule in RULES:
-            keys, records = (
-                scopes[rule.table_name]
-                if rule.affected_keys_sql and rule.table_name in scopes
-                else (None, f"latest_{rule.table_name}")
-            )
-            records_checked[f"{rule.table_name}.{rule.rule}"] = checked[rule.table_name] if keys else -1
+            keys, records = scopes.get(rule.table_name, (None, f"latest_{rule.table_name}"))
             _apply_rule(conn, rule, records, keys, detected_at, contract.reporting_currency)
         rows = conn.execute(
             "SELECT table_name || '.' || rule, count(*) FROM quality.integrity_issues GROUP BY ALL"

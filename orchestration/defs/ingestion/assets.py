@@ -143,11 +143,11 @@ def build_integrity_asset(contract: Contract, partitions_def: dg.PartitionsDefin
                     for table, dates in refresh.dates_ranked.items()
                     if dates
                 },
-                # Whether every record was looked at again (and why), or how many per rule.
+                # Whether every record was looked at again (and why), or how many per table.
                 "rules_looked_at": refresh.full_reason or "changed records only",
                 "records_looked_at_again": {
-                    rule: "all" if records < 0 else records
-                    for rule, records in refresh.records_checked.items()
+                    table: "all" if records < 0 else records
+                    for table, records in refresh.records_checked.items()
                 },
             }
         )
