@@ -98,7 +98,7 @@ def mart_checksums(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, float
     present = {
         name
         for (name,) in conn.sql(
-            "select table_name from duckdb_tables() where schema_name = 'marts'"
+            "select table_name from information_schema.tables where table_schema = 'marts'"  # views too
         ).fetchall()
     }
     sums: dict[str, dict[str, float | None]] = {}

@@ -61,7 +61,8 @@ def _count_rows(db: Path) -> dict[str, dict[str, int]]:
     with duckdb.connect(str(db), read_only=True) as conn:
         tables = conn.sql(
             "select table_schema, table_name from information_schema.tables "
-            "where table_schema in ('raw', 'marts') and table_type = 'BASE TABLE' order by all"
+            "where (table_schema = 'raw' and table_type = 'BASE TABLE') or table_schema = 'marts' "
+            "order by all"
         ).fetchall()
         for schema, name in tables:
             n = conn.sql(f'select count(*) from "{schema}"."{name}"').fetchall()[0][0]

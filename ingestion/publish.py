@@ -83,8 +83,10 @@ def publish(
     as_of_date: date,
     attempted_at: datetime,
 ) -> Publication:
-    """Copy every table of the published schemas from the working warehouse (`conn`) into a new file
-    and swap it in. The working warehouse's `quality.publication_log` records the attempt."""
+    """Copy every table and view of the published schemas from the working warehouse (`conn`) into a
+    new file and swap it in; a view (dim_deals: stored deals plus the columns that move with the as-of
+    date) is written as a table, so BI tools read it as they read the others. The working warehouse's
+    `quality.publication_log` records the attempt."""
     conn.execute(PUBLICATION_LOG_DDL.format(schema="quality."))
     version = _last_versions(conn, "quality.publication_log")[0] + 1
     conn.execute(
@@ -94,8 +96,11 @@ def publish(
     staging = _new_file(published_path)
     tables = conn.execute(
         "SELECT schema_name, table_name, comment FROM duckdb_tables() "
-        "WHERE database_name = current_database() AND schema_name IN ? ORDER BY ALL",
-        [list(PUBLISHED_SCHEMAS)],
+        "WHERE database_name = current_database() AND schema_name IN $schemas "
+        "UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name IN $schemas AND NOT internal "
+        "ORDER BY ALL",
+        {"schemas": list(PUBLISHED_SCHEMAS)},
     ).fetchall()
     columns = conn.execute(
         "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "

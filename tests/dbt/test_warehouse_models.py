@@ -18,7 +18,8 @@ INCREMENTAL_TABLES = {
     "int_deal_stage_spells_base": "intermediate",
     "int_deal_stages_reached_base": "intermediate",
     "int_deal_amounts_known": "intermediate",
-    # Views over the two above, with the figures that move with the as-of date.
+    "int_deals_base": "intermediate",
+    # Views over the three above, with the figures that move with the as-of date.
     "int_deal_stage_spells": "intermediate",
     "int_deal_stages_reached": "intermediate",
     **dict.fromkeys(MARTS, "marts"),

@@ -44,6 +44,29 @@ def test_publish_copies_marts_and_quality_with_their_comments(tmp_path, conn):
     assert not any(p.name.startswith(".") for p in target.parent.iterdir())  # no staging file left
 
 
+def test_a_view_in_the_marts_is_published_as_a_table_with_its_comments(tmp_path, conn):
+    """dim_deals is a view in the working warehouse (the stored deals plus the as-of columns): BI tools
+    get it as a table, computed at publication, with its comments."""
+    write_mart(conn, [1, 2, 3])
+    conn.execute("CREATE VIEW marts.wins_doubled AS SELECT won, won * 2 AS doubled FROM marts.wins")
+    conn.execute("COMMENT ON VIEW marts.wins_doubled IS 'Wins, doubled.'")
+    conn.execute("COMMENT ON COLUMN marts.wins_doubled.doubled IS 'Twice the wins.'")
+    target = tmp_path / "funnel.duckdb"
+
+    publication = publish(conn, target, "run-1", AS_OF, AT)
+
+    assert read(target, "SELECT sum(doubled) FROM marts.wins_doubled") == [(12,)]
+    assert read(target, "SELECT comment FROM duckdb_tables() WHERE table_name = 'wins_doubled'") == [
+        ("Wins, doubled.",)
+    ]
+    assert read(
+        target,
+        "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'wins_doubled' ORDER BY 1",
+    ) == [("doubled", "Twice the wins."), ("won", None)]
+    assert read(target, "SELECT count(*) FROM duckdb_views() WHERE NOT internal") == [(0,)]
+    assert publication.tables == read(target, "SELECT count(*) FROM duckdb_tables()")[0][0]
+
+
 def test_a_reader_keeps_its_version_while_a_new_one_is_swapped_in(tmp_path, conn):
     target = tmp_path / "funnel.duckdb"
     write_mart(conn, [1])

@@ -203,13 +203,15 @@ def test_daily_backtest_recomputes_only_origins_whose_inputs_changed(generated_w
                HAVING min(entered_at) >= ? AND min(entered_at) < ? ORDER BY deal_id LIMIT 1""",
             [origins[4], origins[5]],
         ).fetchall()[0][0]
-        # Re-priced today, as a daily extract does (dbt adds a row to the amount history, and dim_deals
-        # carries the new amount): no origin valued the deal at it.
+        # Re-priced today, as a daily extract does (dbt adds a row to the amount history, and dim_deals,
+        # a view over int_deals_base, carries the new amount): no origin valued the deal at it.
         conn.execute(
             "INSERT INTO intermediate.int_deal_amounts_known VALUES (?, ?, 654321.0)",
             [deal, datetime.combine(_last_extract_date(env), datetime.min.time())],
         )
-        conn.execute("UPDATE marts.dim_deals SET amount_reporting = 654321.0 WHERE deal_id = ?", [deal])
+        conn.execute(
+            "UPDATE intermediate.int_deals_base SET amount_reporting = 654321.0 WHERE deal_id = ?", [deal]
+        )
     daily, _ = run()
     assert daily["origins_recomputed"] == 0
     # Correct the amount the deal always had (as a corrected extract would after dbt): the origins from
