@@ -19,6 +19,7 @@ INCREMENTAL_TABLES = {
     "int_deal_stages_reached_base": "intermediate",
     "int_deal_amounts_known": "intermediate",
     "int_deals_base": "intermediate",
+    "int_pipeline_moves": "intermediate",
     # Views over the three above, with the figures that move with the as-of date.
     "int_deal_stage_spells": "intermediate",
     "int_deal_stages_reached": "intermediate",

@@ -1,11 +1,5 @@
 with
 
-spells as (
-
-    select * from {{ ref('int_deal_stage_spells') }}
-
-),
-
 -- The deals of stg_crm__deals, one row each, already built: the view would rank every version again.
 deals as (
 
@@ -48,8 +42,7 @@ deal_segments as (
     select
         deals.deal_id,
         deals.business_line,
-        coalesce(clients.segment, 'unknown') as segment,
-        deals.amount_reporting
+        coalesce(clients.segment, 'unknown') as segment
     from deals
     left join clients
         on deals.client_id = clients.client_id
@@ -73,35 +66,12 @@ line_segment_stages as (
 ),
 
 -- A spell is open at the end of day D when it was entered by then and not yet left: it adds one
--- on the day it is entered and takes one away on the day it is left, so a running sum per stage gives
--- the open deals of every day. (A range join of spells against days is ten times slower at scale.)
+-- on the day it is entered and takes one away on the day it is left (int_pipeline_moves, stored per
+-- deal), so a running sum per stage gives the open deals of every day. (A range join of spells against
+-- days is ten times slower at scale.)
 moves as (
 
-    select
-        deal_segments.business_line,
-        deal_segments.segment,
-        spells.stage_id,
-        cast(spells.entered_at as date) as move_date,
-        1 as deal_delta,
-        coalesce(deal_segments.amount_reporting, 0) as amount_delta
-    from spells
-    inner join deal_segments
-        on spells.deal_id = deal_segments.deal_id
-    where not spells.is_terminal
-
-    union all
-
-    select
-        deal_segments.business_line,
-        deal_segments.segment,
-        spells.stage_id,
-        cast(spells.exited_at as date) as move_date,
-        -1 as deal_delta,
-        -coalesce(deal_segments.amount_reporting, 0) as amount_delta
-    from spells
-    inner join deal_segments
-        on spells.deal_id = deal_segments.deal_id
-    where not spells.is_terminal and spells.exited_at is not null
+    select * from {{ ref('int_pipeline_moves') }}
 
 ),
 

@@ -1,0 +1,98 @@
+{#-
+    The moves of the daily pipeline, per deal: a spell in an open stage adds the deal (and its amount)
+    on the day it is entered and takes it away on the day it is left. fct_pipeline_daily sums them per
+    day and keeps a running total per stage, so the daily snapshots read this table instead of joining
+    every spell to its deal and client each day.
+
+    Incremental by the partition window, like int_deals_base: a run deletes the moves of the deals in
+    int_deals_touched and re-inserts them from those deals' spells. A client's segment and the stage
+    catalogue are denormalised here; a change to either touches the deals concerned (int_deals_touched).
+-#}
+-- depends_on: {{ ref('int_deals_touched') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook=["{{ delete_touched_keys('deal_id', touched_deal_ids()) }}"]
+    )
+}}
+
+with
+
+deals as (
+
+    select * from {{ ref('int_deals_base') }}
+    {% if is_incremental() %}
+    where deal_id in ({{ touched_deal_ids() }})
+    {% endif %}
+
+),
+
+clients as (
+
+    select * from {{ ref('stg_crm__clients') }}
+
+),
+
+spells as (
+
+    select * from {{ ref('int_deal_stage_spells_base') }}
+    {% if is_incremental() %}
+    where deal_id in ({{ touched_deal_ids() }})
+    {% endif %}
+
+),
+
+open_stage_spells as (
+
+    select * from spells
+    where not is_terminal
+
+),
+
+deal_segments as (
+
+    select
+        deals.deal_id,
+        deals.business_line,
+        coalesce(clients.segment, 'unknown') as segment,
+        coalesce(deals.amount_reporting, 0) as amount_reporting
+    from deals
+    left join clients
+        on deals.client_id = clients.client_id
+
+),
+
+final as (
+
+    select
+        spells.deal_id,
+        deal_segments.business_line,
+        deal_segments.segment,
+        spells.stage_id,
+        cast(spells.entered_at as date) as move_date,
+        1 as deal_delta,
+        deal_segments.amount_reporting as amount_delta
+    from open_stage_spells as spells
+    inner join deal_segments
+        on spells.deal_id = deal_segments.deal_id
+
+    union all
+
+    select
+        spells.deal_id,
+        deal_segments.business_line,
+        deal_segments.segment,
+        spells.stage_id,
+        cast(spells.exited_at as date) as move_date,
+        -1 as deal_delta,
+        -deal_segments.amount_reporting as amount_delta
+    from open_stage_spells as spells
+    inner join deal_segments
+        on spells.deal_id = deal_segments.deal_id
+    where spells.exited_at is not null
+
+)
+
+select * from final
