@@ -231,19 +231,48 @@ def shown_stages(stages: pl.LazyFrame) -> pl.DataFrame:
     return shown.join(own, on=["pipeline_id", "stage_id"], how="left").collect()
 
 
+DEAL_FACTS = ("outcomes", "deal_reach")
+"""The deal facts several marts share (`materialize_deal_facts`), which `store_deal_facts` writes once."""
+
+
 def materialize_deal_facts(t: Tables, as_of: date, stages: pl.LazyFrame | None = None) -> str:
     """`{events}` (stage changes on or before the as-of date, read where used) and the temporary table
     `{outcomes}` (one row per deal with history: line, segment, amount, first entry, status, close
     time); with `stages`, also `{shown}` (`shown_stages`) and `{deal_reach}`, and returns the SQL of
-    the deal x view x stage reach (`reach_sql`, bound) for queries to read from; without, ''."""
+    the deal x view x stage reach (`reach_sql`, bound) for queries to read from; without, ''.
+
+    When the caller already bound `{outcomes}` and `{deal_reach}` to tables `store_deal_facts` wrote
+    for the same as-of date and stage catalogue (the caller's to vouch for), they are read, not
+    computed again."""
     t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
-    t.materialize("outcomes", OUTCOMES_SQL, deals_sql=t.text(DEALS_SQL))
+    if not t.binds("outcomes"):
+        t.materialize("outcomes", OUTCOMES_SQL, deals_sql=t.text(DEALS_SQL))
     if stages is None:
         return ""
     shown = shown_stages(stages)
     t.add("shown", shown)
-    t.materialize("deal_reach", _deal_reach_sql(shown))
+    if not t.binds("deal_reach"):
+        t.materialize("deal_reach", _deal_reach_sql(shown))
     return t.text(reach_sql(shown))
+
+
+def store_deal_facts(t: Tables, as_of: date, stages: pl.LazyFrame, schema: str) -> dict[str, str]:
+    """Write `{outcomes}` and `{deal_reach}` (`materialize_deal_facts`) as tables `<schema>.outcomes`
+    and `<schema>.deal_reach` of the caller's warehouse, replacing them, and bind them in `t`; returns
+    their relations by name, for other `Tables` to be given as sources. Not in a transaction of its
+    own: the caller commits both with whatever says what they were built for."""
+    t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
+    relations = {name: f"{schema}.{name}" for name in DEAL_FACTS}
+    t.conn.execute(
+        f"CREATE OR REPLACE TABLE {relations['outcomes']} AS "
+        + t.text(OUTCOMES_SQL, deals_sql=t.text(DEALS_SQL))
+    )
+    t.add("outcomes", relations["outcomes"])
+    shown = shown_stages(stages)
+    t.add("shown", shown)
+    t.conn.execute(f"CREATE OR REPLACE TABLE {relations['deal_reach']} AS " + t.text(_deal_reach_sql(shown)))
+    t.add("deal_reach", relations["deal_reach"])
+    return relations
 
 
 def line_segment_pairs(t: Tables) -> pl.DataFrame:

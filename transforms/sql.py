@@ -73,6 +73,10 @@ class Tables:
         self._views.append(view)
         self._names[name] = view
 
+    def binds(self, name: str) -> bool:
+        """Whether `{name}` is bound (a source given by the caller, or a result defined earlier)."""
+        return name in self._names
+
     def text(self, sql: str, **params: object) -> str:
         return sql.format(**self._names, **params)
 

@@ -7,6 +7,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from data.generator.params import Params
 from ingestion.frames import read_frame
@@ -117,3 +118,37 @@ def test_early_warning_is_quiet_in_calm_times_and_fires_in_the_crisis(funnel_run
         requirements, **frames, as_of=crisis_as_of, period_start=date(2025, 10, 1)
     ).collect()
     assert crisis["is_early_warning"].sum() >= 2
+
+
+def test_the_marts_of_a_run_share_its_deal_facts_and_a_mart_alone_computes_them(funnel_run, tmp_path):
+    """The deal facts are computed once per run (shared.deal_facts) and read by the funnel marts of the
+    same run; a mart materialized alone (another run) does not trust them and computes its own, with
+    the same figures (to float rounding: DuckDB's and Polars' parallel sums do not fix the order in which
+    they add, so the last bits of a sum can differ between any two runs)."""
+    env, _, result = funnel_run
+    metadata = {
+        m.asset_key.path[-1]: m.materialization.metadata for m in result.get_asset_materialization_events()
+    }
+    assert metadata["deal_facts"]["outcomes_rows"].value > 1000
+    marts = ["funnel_conversion", "funnel_cohorts", "lead_requirements", "segment_focus"]
+    assert {name: metadata[name]["deal_facts"].value for name in marts} == dict.fromkeys(
+        marts, "read from shared.deal_facts"
+    )
+    shared = {name: table(env, name) for name in ["funnel_conversion", "lead_requirements"]}
+
+    copy = tmp_path / "funnel.duckdb"
+    copy.write_bytes(env.warehouse_path.read_bytes())
+    with duckdb.connect(str(copy)) as conn:  # facts that a mart must not read: not of its run
+        conn.execute("UPDATE shared.outcomes SET status = 'lost'")
+    partitions = daily_extract_partitions(env.first_extract_date)
+    chosen = [a for a in build_funnel_assets(partitions) if a.key.path[-1] in shared]
+    alone = dg.materialize(
+        chosen,
+        resources={"warehouse": WarehouseResource(duckdb_path=str(copy), landing_dir=str(env.landing_dir))},
+        partition_key=AS_OF,
+    )
+    for event in alone.get_asset_materialization_events():
+        assert event.materialization.metadata["deal_facts"].value == "computed by this step"
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        for name, frame in shared.items():
+            assert_frame_equal(read_frame(conn, "marts", name), frame, rel_tol=1e-12, abs_tol=0)

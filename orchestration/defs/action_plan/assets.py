@@ -10,7 +10,13 @@ import duckdb
 import polars as pl
 
 from ingestion.frames import read_frame, replace_table
-from orchestration.defs.funnel.assets import LEAD_REQUIREMENTS_KEY, SEGMENT_FOCUS_KEY
+from orchestration.defs.funnel.assets import (
+    DEAL_FACTS_KEY,
+    LEAD_REQUIREMENTS_KEY,
+    SEGMENT_FOCUS_KEY,
+    deal_facts_metadata,
+    shared_deal_facts,
+)
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms.action_plan import (
@@ -290,14 +296,17 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
         "kinds": {"polars", "duckdb"},
     }
 
-    @dg.asset(key=ACTIVITY_NORMS_KEY, deps=SOURCE_KEYS, description=ACTIVITY_NORMS, **common)
+    @dg.asset(
+        key=ACTIVITY_NORMS_KEY, deps=[*SOURCE_KEYS, DEAL_FACTS_KEY], description=ACTIVITY_NORMS, **common
+    )
     def activity_norms_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: ActivityNormsConfig
     ) -> dg.MaterializeResult:
         """One row per business line x segment x stage x activity type x owner; from the activity history."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            with tables(conn, _activity_relations()) as source_tables:
+            shared = shared_deal_facts(context, conn, as_of)
+            with tables(conn, {**_activity_relations(), **shared}) as source_tables:
                 frame = activity_norms_from_tables(
                     source_tables, _small(conn, "stages"), _small(conn, "owners"), as_of, config.settings()
                 ).collect()
@@ -317,6 +326,7 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
             metadata={
                 "dagster/row_count": frame.height,
                 "as_of_date": as_of.isoformat(),
+                **deal_facts_metadata(shared),
                 "small_sample_rows": int(frame["is_small_sample"].sum()),
                 "owner_effort": dg.MetadataValue.md(_markdown(headline.sort("business_line", "owner_id"))),
             }
@@ -324,7 +334,7 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
 
     @dg.asset(
         key=ACTION_PLAN_KEY,
-        deps=[*SOURCE_KEYS, ACTIVITY_NORMS_KEY, LEAD_REQUIREMENTS_KEY, SEGMENT_FOCUS_KEY],
+        deps=[*SOURCE_KEYS, ACTIVITY_NORMS_KEY, LEAD_REQUIREMENTS_KEY, SEGMENT_FOCUS_KEY, DEAL_FACTS_KEY],
         description=ACTION_PLAN,
         **common,
     )
@@ -336,7 +346,8 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
         as_of = partition_as_of(context)
         period_start = date.fromisoformat(config.period_start) if config.period_start else None
         with warehouse.connect() as conn:
-            with tables(conn, _activity_relations()) as source_tables:
+            shared = shared_deal_facts(context, conn, as_of)
+            with tables(conn, {**_activity_relations(), **shared}) as source_tables:
                 frame = action_plan_from_tables(
                     source_tables,
                     read_frame(conn, *LEAD_REQUIREMENTS_KEY.path).lazy(),
@@ -356,6 +367,7 @@ def build_action_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg
             metadata={
                 "dagster/row_count": frame.height,
                 "as_of_date": as_of.isoformat(),
+                **deal_facts_metadata(shared),
                 "overloaded_owner_weeks": int(headline["overloaded_weeks"].sum()) if headline.height else 0,
                 "owners": dg.MetadataValue.md(_markdown(headline)),
             }

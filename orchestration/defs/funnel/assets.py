@@ -11,7 +11,13 @@ from ingestion.frames import read_frame, replace_table
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms import funnel_columns as columns
-from transforms.funnel import DEAL_SOURCES, funnel_cohorts_from_tables, funnel_conversion_from_tables
+from transforms.funnel import (
+    DEAL_FACTS,
+    DEAL_SOURCES,
+    funnel_cohorts_from_tables,
+    funnel_conversion_from_tables,
+    store_deal_facts,
+)
 from transforms.lead_requirements import RateSettings, lead_requirements_from_tables
 from transforms.segment_focus import FocusSettings, segment_focus_from_tables
 from transforms.sql import tables
@@ -20,6 +26,8 @@ FUNNEL_CONVERSION_KEY = dg.AssetKey(["marts", "funnel_conversion"])
 FUNNEL_COHORTS_KEY = dg.AssetKey(["marts", "funnel_cohorts"])
 LEAD_REQUIREMENTS_KEY = dg.AssetKey(["marts", "lead_requirements"])
 SEGMENT_FOCUS_KEY = dg.AssetKey(["marts", "segment_focus"])
+DEAL_FACTS_KEY = dg.AssetKey(["shared", "deal_facts"])
+"""Tables shared.outcomes and shared.deal_reach, and shared.deal_facts_run (what they were built for)."""
 
 # (schema, relation) of every dbt model the funnel reads.
 SOURCES = {
@@ -77,6 +85,38 @@ def _small(conn: duckdb.DuckDBPyConnection, name: str) -> pl.LazyFrame:
     return read_frame(conn, *SOURCES[name]).lazy()
 
 
+# What the deal facts are computed from: a materialization of one of these after the facts makes them stale.
+DEAL_FACTS_INPUTS = [dg.AssetKey(list(SOURCES[name])) for name in (*DEAL_SOURCES, "stages")]
+
+
+def shared_deal_facts(
+    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, as_of: date
+) -> dict[str, str]:
+    """The deal facts (`transforms.funnel.store_deal_facts`) as sources for `tables`, when the deal_facts
+    step of this same run wrote them for this as-of date and none of their inputs was materialized
+    since (by this run or another); otherwise none, and the transform computes them itself, as when a
+    mart is materialized on its own. Six marts read them: computing them once saves the other five."""
+    instance = context.instance
+    facts = instance.get_latest_materialization_event(DEAL_FACTS_KEY)
+    if facts is None or facts.run_id != context.run_id:
+        return {}
+    for key in DEAL_FACTS_INPUTS:
+        event = instance.get_latest_materialization_event(key)
+        if event is not None and event.timestamp > facts.timestamp:
+            return {}
+    try:
+        built = conn.execute("SELECT run_id, as_of_date FROM shared.deal_facts_run").fetchall()
+    except duckdb.CatalogException:
+        return {}
+    if built != [(context.run_id, as_of)]:
+        return {}
+    return {name: f"shared.{name}" for name in DEAL_FACTS}
+
+
+def deal_facts_metadata(shared: dict[str, str]) -> dict[str, str]:
+    return {"deal_facts": "read from shared.deal_facts" if shared else "computed by this step"}
+
+
 def _markdown(frame: pl.DataFrame) -> str:
     with pl.Config(
         tbl_formatting="MARKDOWN",
@@ -122,14 +162,59 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         "kinds": {"polars", "duckdb"},
     }
 
-    @dg.asset(key=FUNNEL_CONVERSION_KEY, deps=SOURCE_KEYS, description=columns.FUNNEL_CONVERSION, **common)
+    @dg.asset(
+        key=DEAL_FACTS_KEY,
+        deps=DEAL_FACTS_INPUTS,
+        description=(
+            "The deal facts six marts share, as of the run's date: shared.outcomes (one row per deal with "
+            "stage history: line, segment, amount, first entry, status, close time) and shared.deal_reach "
+            "(one row per such deal: the earliest entry at or past each stage order, strict entries). "
+            "Computed once per run instead of once per mart; a mart reads them only when they were built "
+            "in its own run for its date, after their inputs (otherwise it computes them itself)."
+        ),
+        **common,
+    )
+    def deal_facts_tables(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        as_of = partition_as_of(context)
+        with warehouse.connect() as conn:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS shared")
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                with tables(conn, _deal_relations()) as deal_tables:
+                    relations = store_deal_facts(deal_tables, as_of, _small(conn, "stages"), "shared")
+                conn.execute(
+                    "CREATE OR REPLACE TABLE shared.deal_facts_run AS "
+                    "SELECT ? AS run_id, ?::DATE AS as_of_date",
+                    [context.run_id, as_of],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            rows = {
+                name: conn.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+                for name, relation in relations.items()
+            }
+        return dg.MaterializeResult(
+            metadata={"as_of_date": as_of.isoformat(), **{f"{name}_rows": n for name, n in rows.items()}}
+        )
+
+    @dg.asset(
+        key=FUNNEL_CONVERSION_KEY,
+        deps=[*SOURCE_KEYS, DEAL_FACTS_KEY],
+        description=columns.FUNNEL_CONVERSION,
+        **common,
+    )
     def funnel_conversion_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         """One row per period x business line x segment x stage; from fct_stage_transitions."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            with tables(conn, _deal_relations()) as deal_tables:
+            shared = shared_deal_facts(context, conn, as_of)
+            with tables(conn, {**_deal_relations(), **shared}) as deal_tables:
                 frame = funnel_conversion_from_tables(
                     deal_tables, _small(conn, "stages"), _small(conn, "targets"), as_of
                 ).collect()
@@ -144,18 +229,25 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             metadata={
                 "dagster/row_count": frame.height,
                 "as_of_date": as_of.isoformat(),
+                **deal_facts_metadata(shared),
                 "last_quarter": dg.MetadataValue.md(_markdown(conversion_headline(frame, as_of))),
             }
         )
 
-    @dg.asset(key=FUNNEL_COHORTS_KEY, deps=SOURCE_KEYS, description=columns.FUNNEL_COHORTS, **common)
+    @dg.asset(
+        key=FUNNEL_COHORTS_KEY,
+        deps=[*SOURCE_KEYS, DEAL_FACTS_KEY],
+        description=columns.FUNNEL_COHORTS,
+        **common,
+    )
     def funnel_cohorts_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: FunnelCohortsConfig
     ) -> dg.MaterializeResult:
         """One row per cohort month of funnel entry x business line x segment; from fct_stage_transitions."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            with tables(conn, _deal_relations()) as deal_tables:
+            shared = shared_deal_facts(context, conn, as_of)
+            with tables(conn, {**_deal_relations(), **shared}) as deal_tables:
                 frame = funnel_cohorts_from_tables(
                     deal_tables, _small(conn, "targets"), as_of, maturity_days=config.maturity_days
                 ).collect()
@@ -165,13 +257,19 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             metadata={
                 "dagster/row_count": frame.height,
                 "as_of_date": as_of.isoformat(),
+                **deal_facts_metadata(shared),
                 "recent_cohorts": dg.MetadataValue.md(
                     _markdown(recent.drop("business_line", "segment", "won_amount_reporting"))
                 ),
             }
         )
 
-    @dg.asset(key=LEAD_REQUIREMENTS_KEY, deps=SOURCE_KEYS, description=columns.LEAD_REQUIREMENTS, **common)
+    @dg.asset(
+        key=LEAD_REQUIREMENTS_KEY,
+        deps=[*SOURCE_KEYS, DEAL_FACTS_KEY],
+        description=columns.LEAD_REQUIREMENTS,
+        **common,
+    )
     def lead_requirements_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: LeadRequirementsConfig
     ) -> dg.MaterializeResult:
@@ -179,7 +277,8 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         as_of = partition_as_of(context)
         settings = RateSettings(**config.model_dump())
         with warehouse.connect() as conn:
-            with tables(conn, _deal_relations()) as deal_tables:
+            shared = shared_deal_facts(context, conn, as_of)
+            with tables(conn, {**_deal_relations(), **shared}) as deal_tables:
                 frame = lead_requirements_from_tables(
                     deal_tables, _small(conn, "stages"), _small(conn, "targets"), as_of, settings
                 ).collect()
@@ -196,6 +295,7 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             metadata={
                 "dagster/row_count": frame.height,
                 "as_of_date": as_of.isoformat(),
+                **deal_facts_metadata(shared),
                 "current_period": dg.MetadataValue.md(
                     _markdown(
                         upcoming.select(
@@ -218,7 +318,7 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
 
     @dg.asset(
         key=SEGMENT_FOCUS_KEY,
-        deps=[*SOURCE_KEYS, LEAD_REQUIREMENTS_KEY],
+        deps=[*SOURCE_KEYS, LEAD_REQUIREMENTS_KEY, DEAL_FACTS_KEY],
         description=columns.SEGMENT_FOCUS,
         **common,
     )
@@ -231,7 +331,8 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         period_start = date.fromisoformat(config.period_start) if config.period_start else None
         with warehouse.connect() as conn:
             requirements = read_frame(conn, *LEAD_REQUIREMENTS_KEY.path).lazy()
-            with tables(conn, _deal_relations()) as deal_tables:
+            shared = shared_deal_facts(context, conn, as_of)
+            with tables(conn, {**_deal_relations(), **shared}) as deal_tables:
                 frame = segment_focus_from_tables(
                     deal_tables, requirements, _small(conn, "targets"), as_of, settings, period_start
                 ).collect()
@@ -240,6 +341,7 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             metadata={
                 "dagster/row_count": frame.height,
                 "as_of_date": as_of.isoformat(),
+                **deal_facts_metadata(shared),
                 "early_warnings": int(frame["is_early_warning"].sum()),
                 "lead_mix": dg.MetadataValue.md(
                     _markdown(
@@ -257,4 +359,10 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             }
         )
 
-    return [funnel_conversion_table, funnel_cohorts_table, lead_requirements_table, segment_focus_table]
+    return [
+        deal_facts_tables,
+        funnel_conversion_table,
+        funnel_cohorts_table,
+        lead_requirements_table,
+        segment_focus_table,
+    ]
