@@ -9,7 +9,9 @@ the materialisation (read, transform, write) and the CPU seconds it used (less s
 machine's load), the process's RSS before it and its peak (`ru_maxrss`,
 which is never given back, so profile one asset per process for a clean figure: `--asset all` runs each
 in its own subprocess). `--statements` also prints each DuckDB statement the transform runs through
-`transforms.sql.Tables`, with its seconds.
+`transforms.sql.Tables`, with its seconds. `--shared-facts` materializes `shared/deal_facts` first in
+the same run, as the daily job does, so the mart reads the deal facts instead of computing them; the
+line then also gives the facts step's seconds, and `step_seconds` is the mart's step alone.
 """
 
 from __future__ import annotations
@@ -51,13 +53,18 @@ def _cpu_seconds() -> float:
 
 
 def profile_one(
-    warehouse: Path, asset: str, partition: str, first_extract: str, memory_limit: str = "2GB"
+    warehouse: Path,
+    asset: str,
+    partition: str,
+    first_extract: str,
+    memory_limit: str = "2GB",
+    shared_facts: bool = False,
 ) -> dict:
     import dagster as dg
 
     from orchestration.defs.action_plan.assets import build_action_plan_assets
     from orchestration.defs.client_base.assets import build_client_base_assets
-    from orchestration.defs.funnel.assets import build_funnel_assets
+    from orchestration.defs.funnel.assets import DEAL_FACTS_KEY, build_funnel_assets
     from orchestration.partitions import daily_extract_partitions
     from orchestration.resources import WarehouseResource
 
@@ -70,11 +77,12 @@ def profile_one(
     chosen = [a for a in assets if a.key.path[-1] == asset]
     if not chosen:
         raise SystemExit(f"unknown asset {asset!r}; one of {', '.join(ASSETS)}")
+    facts = [a for a in assets if a.key == DEAL_FACTS_KEY] if shared_facts else []
     before = _rss_mb()
     cpu_before = _cpu_seconds()
     start = time.perf_counter()
     result = dg.materialize(
-        chosen,
+        [*facts, *chosen],
         resources={
             "warehouse": WarehouseResource(
                 duckdb_path=str(warehouse), landing_dir=str(warehouse.parent), memory_limit=memory_limit
@@ -86,9 +94,23 @@ def profile_one(
     seconds = time.perf_counter() - start
     if not result.success:
         raise SystemExit(f"{asset} failed")
+    steps = {
+        event.step_key: event.event_specific_data.duration_ms / 1000
+        for event in result.all_events
+        if event.event_type_value == "STEP_SUCCESS"
+    }
+    metadata = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    shared = {}
+    if facts:
+        shared = {
+            "deal_facts_seconds": round(steps[facts[0].node_def.name], 2),
+            "deal_facts": metadata[chosen[0].key]["deal_facts"].value,
+        }
     return {
         "asset": asset,
         "seconds": round(seconds, 2),
+        "step_seconds": round(steps[chosen[0].node_def.name], 2),
+        **shared,
         "cpu_seconds": round(_cpu_seconds() - cpu_before, 2),
         "rss_before_mb": round(before),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -107,6 +129,9 @@ def main() -> None:
         help="DuckDB's memory limit (default: the pipeline's)",
     )
     parser.add_argument("--statements", action="store_true", help="print each statement's seconds (stderr)")
+    parser.add_argument(
+        "--shared-facts", action="store_true", help="build shared/deal_facts first in the same run"
+    )
     args = parser.parse_args()
     if args.statements:
         handler = logging.StreamHandler()
@@ -116,7 +141,13 @@ def main() -> None:
         statements.setLevel(logging.DEBUG)
     if args.asset != "all":
         limit = args.memory_limit
-        print(json.dumps(profile_one(args.warehouse, args.asset, args.partition, args.first_extract, limit)))
+        print(
+            json.dumps(
+                profile_one(
+                    args.warehouse, args.asset, args.partition, args.first_extract, limit, args.shared_facts
+                )
+            )
+        )
         return
     for asset in ASSETS:
         subprocess.run(
@@ -135,6 +166,7 @@ def main() -> None:
                 "--memory-limit",
                 args.memory_limit,
                 *(["--statements"] if args.statements else []),
+                *(["--shared-facts"] if args.shared_facts else []),
             ],
             check=True,
         )
