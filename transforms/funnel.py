@@ -232,47 +232,33 @@ def shown_stages(stages: pl.LazyFrame) -> pl.DataFrame:
 
 
 DEAL_FACTS = ("outcomes", "deal_reach")
-"""The deal facts several marts share (`materialize_deal_facts`), which `store_deal_facts` writes once."""
+"""The deal facts several marts share (`materialize_deal_facts`), which a run can store once."""
 
 
-def materialize_deal_facts(t: Tables, as_of: date, stages: pl.LazyFrame | None = None) -> str:
+def materialize_deal_facts(
+    t: Tables, as_of: date, stages: pl.LazyFrame | None = None, store_in: str | None = None
+) -> str:
     """`{events}` (stage changes on or before the as-of date, read where used) and the temporary table
     `{outcomes}` (one row per deal with history: line, segment, amount, first entry, status, close
     time); with `stages`, also `{shown}` (`shown_stages`) and `{deal_reach}`, and returns the SQL of
     the deal x view x stage reach (`reach_sql`, bound) for queries to read from; without, ''.
 
-    When the caller already bound `{outcomes}` and `{deal_reach}` to tables `store_deal_facts` wrote
-    for the same as-of date and stage catalogue (the caller's to vouch for), they are read, not
-    computed again."""
+    With `store_in` (a schema), `{outcomes}` and `{deal_reach}` are written as tables `<schema>.outcomes`
+    and `<schema>.deal_reach`, replaced, for other marts to be given as sources (not in a transaction
+    of their own: the caller commits them with whatever says what they were built for). When the
+    caller already bound `{outcomes}` and `{deal_reach}` to such tables, for the same as-of date and
+    stage catalogue (the caller's to vouch for), they are read, not computed again."""
+    stored = {name: f"{store_in}.{name}" if store_in else None for name in DEAL_FACTS}
     t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
     if not t.binds("outcomes"):
-        t.materialize("outcomes", OUTCOMES_SQL, deals_sql=t.text(DEALS_SQL))
+        t.materialize("outcomes", OUTCOMES_SQL, into=stored["outcomes"], deals_sql=t.text(DEALS_SQL))
     if stages is None:
         return ""
     shown = shown_stages(stages)
     t.add("shown", shown)
     if not t.binds("deal_reach"):
-        t.materialize("deal_reach", _deal_reach_sql(shown))
+        t.materialize("deal_reach", _deal_reach_sql(shown), into=stored["deal_reach"])
     return t.text(reach_sql(shown))
-
-
-def store_deal_facts(t: Tables, as_of: date, stages: pl.LazyFrame, schema: str) -> dict[str, str]:
-    """Write `{outcomes}` and `{deal_reach}` (`materialize_deal_facts`) as tables `<schema>.outcomes`
-    and `<schema>.deal_reach` of the caller's warehouse, replacing them, and bind them in `t`; returns
-    their relations by name, for other `Tables` to be given as sources. Not in a transaction of its
-    own: the caller commits both with whatever says what they were built for."""
-    t.define("events", EVENTS_SQL, end=end_of_day_literal(as_of))
-    relations = {name: f"{schema}.{name}" for name in DEAL_FACTS}
-    t.conn.execute(
-        f"CREATE OR REPLACE TABLE {relations['outcomes']} AS "
-        + t.text(OUTCOMES_SQL, deals_sql=t.text(DEALS_SQL))
-    )
-    t.add("outcomes", relations["outcomes"])
-    shown = shown_stages(stages)
-    t.add("shown", shown)
-    t.conn.execute(f"CREATE OR REPLACE TABLE {relations['deal_reach']} AS " + t.text(_deal_reach_sql(shown)))
-    t.add("deal_reach", relations["deal_reach"])
-    return relations
 
 
 def line_segment_pairs(t: Tables) -> pl.DataFrame:

@@ -95,15 +95,20 @@ class Tables:
             raise ValueError(f"not a plain name: {name!r}")
         self._names[name] = f"({self.text(sql, **params)})"
 
-    def materialize(self, name: str, sql: str, **params: object) -> None:
-        """Run `sql` once into a temporary table that later SQL names `{name}`."""
+    def materialize(self, name: str, sql: str, into: str | None = None, **params: object) -> None:
+        """Run `sql` once into a temporary table that later SQL names `{name}`; with `into`
+        ("schema.table"), into that table of the warehouse instead, replaced and kept after close."""
         if not _NAME.match(name):
             raise ValueError(f"not a plain name: {name!r}")
-        table = f"_tmp_{name}_{next(_serial)}"
+        if into is not None and not _RELATION.match(into):
+            raise ValueError(f"not a schema.relation: {into!r}")
+        table = into or f"_tmp_{name}_{next(_serial)}"
         start = time.perf_counter()
-        self.conn.execute(f"CREATE TEMP TABLE {table} AS {self.text(sql, **params)}")
+        create = "CREATE OR REPLACE TABLE" if into else "CREATE TEMP TABLE"
+        self.conn.execute(f"{create} {table} AS {self.text(sql, **params)}")
         log.debug("materialize %s %.2f s", name, time.perf_counter() - start)
-        self._temp_tables.append(table)
+        if into is None:
+            self._temp_tables.append(table)
         self._names[name] = table
 
     def close(self) -> None:

@@ -22,6 +22,20 @@ def test_frames_and_temporary_tables_are_named_and_cleaned_up():
     assert conn.sql("select count(*) from duckdb_views() where not internal").fetchall() == [(0,)]
 
 
+def test_a_result_materialized_into_a_warehouse_table_is_kept_and_replaced():
+    """What the deal_facts asset does: the shared facts outlive the `Tables` that built them, and the
+    next run replaces them rather than adding to them."""
+    conn = duckdb.connect()
+    conn.execute("create schema shared")
+    for amounts in ([10.0, 20.0], [5.0]):
+        with tables(conn, {"deals": pl.LazyFrame({"amount": amounts})}) as t:
+            t.materialize("total", "select sum(amount) as total from {deals}", into="shared.total")
+            assert t.frame("select total from {total}").rows() == [(sum(amounts),)]
+        assert conn.sql("select total from shared.total").fetchall() == [(sum(amounts),)]
+    with frame_tables({}) as t, pytest.raises(ValueError, match=r"not a schema\.relation"):
+        t.materialize("total", "select 1", into="total; drop table x")
+
+
 def test_only_plain_names_and_relations_are_bound():
     with frame_tables({}) as t:
         with pytest.raises(ValueError, match=r"not a schema\.relation"):

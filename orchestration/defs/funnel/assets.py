@@ -16,7 +16,7 @@ from transforms.funnel import (
     DEAL_SOURCES,
     funnel_cohorts_from_tables,
     funnel_conversion_from_tables,
-    store_deal_facts,
+    materialize_deal_facts,
 )
 from transforms.lead_requirements import RateSettings, lead_requirements_from_tables
 from transforms.segment_focus import FocusSettings, segment_focus_from_tables
@@ -28,6 +28,9 @@ LEAD_REQUIREMENTS_KEY = dg.AssetKey(["marts", "lead_requirements"])
 SEGMENT_FOCUS_KEY = dg.AssetKey(["marts", "segment_focus"])
 DEAL_FACTS_KEY = dg.AssetKey(["shared", "deal_facts"])
 """Tables shared.outcomes and shared.deal_reach, and shared.deal_facts_run (what they were built for)."""
+DEAL_FACTS_SCHEMA = "shared"
+DEAL_FACTS_RELATIONS = {name: f"{DEAL_FACTS_SCHEMA}.{name}" for name in DEAL_FACTS}
+DEAL_FACTS_RUN = f"{DEAL_FACTS_SCHEMA}.deal_facts_run"
 
 # (schema, relation) of every dbt model the funnel reads.
 SOURCES = {
@@ -92,10 +95,11 @@ DEAL_FACTS_INPUTS = [dg.AssetKey(list(SOURCES[name])) for name in (*DEAL_SOURCES
 def shared_deal_facts(
     context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, as_of: date
 ) -> dict[str, str]:
-    """The deal facts (`transforms.funnel.store_deal_facts`) as sources for `tables`, when the deal_facts
-    step of this same run wrote them for this as-of date and none of their inputs was materialized
-    since (by this run or another); otherwise none, and the transform computes them itself, as when a
-    mart is materialized on its own. Six marts read them: computing them once saves the other five."""
+    """The deal facts (`transforms.funnel.materialize_deal_facts` with `store_in`) as sources for
+    `tables`, when the deal_facts step of this same run wrote them for this as-of date and none of their
+    inputs was materialized since (by this run or another); otherwise none, and the transform computes
+    them itself, as when a mart is materialized on its own. Six marts read them: computing them once
+    saves the other five."""
     instance = context.instance
     facts = instance.get_latest_materialization_event(DEAL_FACTS_KEY)
     if facts is None or facts.run_id != context.run_id:
@@ -105,12 +109,12 @@ def shared_deal_facts(
         if event is not None and event.timestamp > facts.timestamp:
             return {}
     try:
-        built = conn.execute("SELECT run_id, as_of_date FROM shared.deal_facts_run").fetchall()
+        built = conn.execute(f"SELECT run_id, as_of_date FROM {DEAL_FACTS_RUN}").fetchall()
     except duckdb.CatalogException:
         return {}
     if built != [(context.run_id, as_of)]:
         return {}
-    return {name: f"shared.{name}" for name in DEAL_FACTS}
+    return DEAL_FACTS_RELATIONS
 
 
 def deal_facts_metadata(shared: dict[str, str]) -> dict[str, str]:
@@ -179,14 +183,13 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
     ) -> dg.MaterializeResult:
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            conn.execute("CREATE SCHEMA IF NOT EXISTS shared")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {DEAL_FACTS_SCHEMA}")
             conn.execute("BEGIN TRANSACTION")
             try:
                 with tables(conn, _deal_relations()) as deal_tables:
-                    relations = store_deal_facts(deal_tables, as_of, _small(conn, "stages"), "shared")
+                    materialize_deal_facts(deal_tables, as_of, _small(conn, "stages"), DEAL_FACTS_SCHEMA)
                 conn.execute(
-                    "CREATE OR REPLACE TABLE shared.deal_facts_run AS "
-                    "SELECT ? AS run_id, ?::DATE AS as_of_date",
+                    f"CREATE OR REPLACE TABLE {DEAL_FACTS_RUN} AS SELECT ? AS run_id, ?::DATE AS as_of_date",
                     [context.run_id, as_of],
                 )
                 conn.execute("COMMIT")
@@ -195,7 +198,7 @@ def build_funnel_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
                 raise
             rows = {
                 name: conn.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-                for name, relation in relations.items()
+                for name, relation in DEAL_FACTS_RELATIONS.items()
             }
         return dg.MaterializeResult(
             metadata={"as_of_date": as_of.isoformat(), **{f"{name}_rows": n for name, n in rows.items()}}
