@@ -133,6 +133,7 @@ def tables(conn: duckdb.DuckDBPyConnection, sources: Mapping[str, Source]) -> It
 def frame_tables(sources: Mapping[str, Source], threads: int = 2) -> Iterator[Tables]:
     """`Tables` over Polars frames on a private in-memory DuckDB connection."""
     conn = duckdb.connect(config={"threads": threads})
+    conn.execute("SET enable_progress_bar = false")  # as ingestion.warehouse.connect: no bars in logs
     try:
         with tables(conn, sources) as bound:
             yield bound
