@@ -102,9 +102,10 @@ def profile_one(
     metadata = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
     shared = {}
     if facts:
+        path = metadata[chosen[0].key].get("deal_facts")  # marts that read no deal facts do not say
         shared = {
             "deal_facts_seconds": round(steps[facts[0].node_def.name], 2),
-            "deal_facts": metadata[chosen[0].key]["deal_facts"].value,
+            "deal_facts": path.value if path is not None else "not read by this mart",
         }
     return {
         "asset": asset,
