@@ -165,3 +165,49 @@ def test_parquet_extracts_load_like_csv(tmp_path, conn, contract):
         ("USD", 0.92),
     ]
     assert load.quarantined == {"out_of_range": 1}
+
+
+@pytest.mark.parametrize("slice_rows", [None, 1])
+def test_csv_and_parquet_days_load_on_one_connection_with_their_repeats_quarantined(
+    tmp_path, conn, contract, monkeypatch, slice_rows
+):
+    # A Parquet file is read through a view and a CSV through a table of the same name: each load must
+    # replace whichever the one before left.
+    if slice_rows:
+        monkeypatch.setattr("ingestion.load.REPEAT_SLICE_ROWS", slice_rows)
+    land = tmp_path / "land"
+    rows = [
+        deal(deal_id="D1"),
+        deal(deal_id="D1"),
+        deal(deal_id="D8", amount="100"),
+        deal(deal_id="D8", amount="200"),
+        deal(deal_id="D9", currency=""),
+    ]
+    write_csv(land / "2026-11-12" / "deals.csv", rows)
+    parquet = land / "2026-11-13" / "deals.parquet"
+    parquet.parent.mkdir(parents=True)
+    pl.DataFrame(rows).write_parquet(parquet)
+    table = contract.table("deals")
+
+    loads = [
+        load_extract_table(conn, table, land, day, LOADED_AT)
+        for day in (date(2026, 11, 12), date(2026, 11, 13), date(2026, 11, 12))
+    ]
+
+    assert conn.execute("SELECT _extract_date, deal_id, amount FROM raw.deals ORDER BY ALL").fetchall() == [
+        (date(2026, 11, 12), "D1", 1000),
+        (date(2026, 11, 12), "D8", 200),
+        (date(2026, 11, 13), "D1", 1000),
+        (date(2026, 11, 13), "D8", 200),
+    ]
+    assert conn.execute(
+        "SELECT extract_date, source_row, rule, violations FROM quality.quarantine ORDER BY ALL"
+    ).fetchall() == [
+        (date(2026, 11, 12), 2, "duplicate_row", "duplicate_row:"),
+        (date(2026, 11, 12), 3, "conflicting_version", "conflicting_version:"),
+        (date(2026, 11, 12), 5, "missing_value", "missing_value:currency"),
+        (date(2026, 11, 13), 2, "duplicate_row", "duplicate_row:"),
+        (date(2026, 11, 13), 3, "conflicting_version", "conflicting_version:"),
+        (date(2026, 11, 13), 5, "missing_value", "missing_value:currency"),
+    ]
+    assert [(load.rows_read, load.rows_loaded, load.rows_quarantined) for load in loads] == [(5, 2, 3)] * 3
