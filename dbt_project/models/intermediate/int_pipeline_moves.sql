@@ -64,6 +64,15 @@ deal_segments as (
 
 ),
 
+-- A spell's two moves: its entry (+1) and, once it has been left, its exit (-1).
+directions as (
+
+    select 1 as deal_delta
+    union all
+    select -1 as deal_delta
+
+),
+
 final as (
 
     select
@@ -71,27 +80,19 @@ final as (
         deal_segments.business_line,
         deal_segments.segment,
         spells.stage_id,
-        cast(spells.entered_at as date) as move_date,
-        1 as deal_delta,
-        deal_segments.amount_reporting as amount_delta
+        cast(
+            case when directions.deal_delta = 1 then spells.entered_at else spells.exited_at end as date
+        ) as move_date,
+        directions.deal_delta,
+        case
+            when directions.deal_delta = 1 then deal_segments.amount_reporting
+            else -deal_segments.amount_reporting
+        end as amount_delta
     from open_stage_spells as spells
     inner join deal_segments
         on spells.deal_id = deal_segments.deal_id
-
-    union all
-
-    select
-        spells.deal_id,
-        deal_segments.business_line,
-        deal_segments.segment,
-        spells.stage_id,
-        cast(spells.exited_at as date) as move_date,
-        -1 as deal_delta,
-        -deal_segments.amount_reporting as amount_delta
-    from open_stage_spells as spells
-    inner join deal_segments
-        on spells.deal_id = deal_segments.deal_id
-    where spells.exited_at is not null
+    cross join directions
+    where directions.deal_delta = 1 or spells.exited_at is not null
 
 )
 
