@@ -46,6 +46,7 @@ from great_expectations.expectations.expectation_configuration import parse_resu
 
 from data.contract import load_contract
 from expectations.contract_suite import ERROR
+from ingestion.warehouse import repeated_hashes
 
 # How many example unexpected values each outcome keeps.
 EXAMPLE_COUNT = 5
@@ -592,11 +593,11 @@ def _set_outcome(
     Missing is SQL NULL, or NaN in a floating-point column (pandas' `dropna`).
 
     Memory: above `set_rows` considered rows, the keys' hashes are counted first, in passes over
-    disjoint slices of the hash space (`_repeated_key_hashes`), each holding about `set_rows` of
-    them in DuckDB's hash table, so it stays bounded as the partition grows; then only the rows
-    whose key hash repeats (few) are grouped by their key. Every copy of a key has the same hash,
-    so no copy is missed, and grouping by the key itself leaves hash collisions out. The relation
-    is read three times (four with failures) whatever its size.
+    disjoint slices of the hash space (`ingestion.warehouse.repeated_hashes`), each holding about
+    `set_rows` of them in DuckDB's hash table, so it stays bounded as the partition grows; then only
+    the rows whose key hash repeats (few) are grouped by their key. Every copy of a key has the same
+    hash, so no copy is missed, and grouping by the key itself leaves hash collisions out. The
+    relation is read three times (four with failures) whatever its size.
 
     Examples are the first EXAMPLE_COUNT failing rows in the relation's order: `row_number()
     OVER ()` numbers the considered rows in the order the batches read them (DuckDB keeps a
@@ -632,7 +633,12 @@ def _set_outcome(
     passes = max(1, math.ceil(considered / set_rows))
     if passes > 1:
         # Only keys whose hash repeats can repeat: the rows are narrowed to those first.
-        _repeated_key_hashes(relation, key, keep, passes)
+        repeated_hashes(
+            lambda sql: relation.query(_SOURCE, sql),
+            f"SELECT hash({key}) AS h FROM {_SOURCE} WHERE {keep}",
+            _REPEATED_HASHES,
+            set_rows,
+        )
         candidates += f" AND hash({key}) IN (SELECT h FROM {_REPEATED_HASHES})"
     duplicated = f"{candidates} GROUP BY {key} HAVING count(*) > 1"
     [(unexpected_count,)] = relation.query(
@@ -660,28 +666,7 @@ def _set_outcome(
     return _outcome(config, success, details, None)
 
 
-_KEY_HASHES = "_gx_key_hashes"
 _REPEATED_HASHES = "_gx_repeated_key_hashes"
-
-
-def _repeated_key_hashes(relation: duckdb.DuckDBPyRelation, key: str, keep: str, passes: int) -> None:
-    """Temp table _REPEATED_HASHES (h): the hashes of `key` seen more than once among the rows `keep`
-    selects. One read of the relation writes every key's hash to a narrow table; `passes` aggregates
-    over disjoint slices of the hash space then count them, each holding about 1 / passes of them.
-    (Counting the keys themselves slice by slice read the relation once per slice: 49 reads of the
-    SF100 activities, a time that grew with the square of the rows.)"""
-    relation.query(
-        _SOURCE,
-        f"CREATE OR REPLACE TEMP TABLE {_KEY_HASHES} AS SELECT hash({key}) AS h FROM {_SOURCE} WHERE {keep}",
-    )
-    relation.query(_SOURCE, f"CREATE OR REPLACE TEMP TABLE {_REPEATED_HASHES} (h UBIGINT)")
-    for slice_number in range(passes):
-        relation.query(
-            _SOURCE,
-            f"INSERT INTO {_REPEATED_HASHES} SELECT h FROM {_KEY_HASHES} "
-            f"WHERE h % {passes} = {slice_number} GROUP BY h HAVING count(*) > 1",
-        )
-    relation.query(_SOURCE, f"DROP TABLE {_KEY_HASHES}")
 
 
 def validate_relation(

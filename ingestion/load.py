@@ -6,7 +6,8 @@ comes from the contract). Each load replaces exactly the rows of its extract dat
 failure leaves the data loaded before intact.
 
 The time of a load grows with the file's rows, not their square: the wide copy of the rows (`_checked`) is
-read a fixed number of times, and only the narrow hashes are read once per slice (`_find_repeats`).
+read a fixed number of times, and only the narrow hashes are read once per slice (`_find_repeats`,
+`ingestion.warehouse.repeated_hashes`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from data.contract import Column, Table
+from ingestion.warehouse import repeated_hashes
 
 EXTENSIONS = (".csv", ".parquet")
 
@@ -382,19 +384,12 @@ def _find_repeats(
     hashed = row_hash or f"hash({columns})"
     # Each step is an operator DuckDB can spill (an aggregate, a semi join against a short list), so
     # a file of 100M rows stays within the memory limit; the repeated hashes and rows are few.
-    # The candidates' hashes, in a narrow table of their own: the slices below scan it, not the wide
-    # _checked (a scan of _checked per slice made the load grow with the square of the file's rows).
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _hashes AS SELECT {hashed} AS h FROM _checked WHERE {among}")
-    # The hashes seen more than once, counted in slices of the hash space so that one aggregate never
-    # holds more than about REPEAT_SLICE_ROWS groups (at 2GB, one pass over 100M rows ran out of memory).
-    rows = conn.execute("SELECT count(*) FROM _hashes").fetchall()[0][0]
-    slices = rows // REPEAT_SLICE_ROWS + 1
-    conn.execute("CREATE OR REPLACE TEMP TABLE _repeated_hashes (h UBIGINT)")
-    for part in range(slices):
-        conn.execute(
-            f"INSERT INTO _repeated_hashes SELECT h FROM _hashes WHERE h % {slices} = {part} "
-            "GROUP BY h HAVING count(*) > 1"
-        )
+    repeated_hashes(
+        conn.execute,
+        f"SELECT {hashed} AS h FROM _checked WHERE {among}",
+        "_repeated_hashes",
+        REPEAT_SLICE_ROWS,
+    )
     conn.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {into} AS
@@ -405,7 +400,6 @@ def _find_repeats(
         ) WHERE _copy > 1
         """
     )
-    conn.execute("DROP TABLE _hashes")
     conn.execute("DROP TABLE _repeated_hashes")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -99,6 +101,26 @@ def connect(settings: DuckDBSettings, read_only: bool = False) -> Iterator[duckd
         yield conn
     finally:
         conn.close()
+
+
+def repeated_hashes(run: Callable[[str], Any], hashes_sql: str, into: str, slice_rows: int) -> None:
+    """Temp table `into` (h UBIGINT): the values of column `h` of the query `hashes_sql` that it gives
+    more than once. `run` executes one statement (a connection's `execute`, or a relation's `query`).
+
+    The hashes are written once to a narrow temp table and counted there in slices of the hash space
+    (`h % slices`), each aggregate holding about `slice_rows` of them: one aggregate over 100M rows ran
+    out of DuckDB's 2GB. Counting slice by slice straight from the wide source read it once per slice, a
+    time that grew with the square of its rows (49 reads of the SF100 activities)."""
+    run(f"CREATE OR REPLACE TEMP TABLE _hashes_to_count AS {hashes_sql}")
+    rows = run("SELECT count(*) FROM _hashes_to_count").fetchall()[0][0]
+    slices = max(1, math.ceil(rows / slice_rows))
+    run(f"CREATE OR REPLACE TEMP TABLE {into} (h UBIGINT)")
+    for part in range(slices):
+        run(
+            f"INSERT INTO {into} SELECT h FROM _hashes_to_count WHERE h % {slices} = {part} "
+            "GROUP BY h HAVING count(*) > 1"
+        )
+    run("DROP TABLE _hashes_to_count")
 
 
 def raw_table_ddl(table: Table) -> str:
