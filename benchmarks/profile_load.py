@@ -5,8 +5,8 @@
 
 Loads `<landing>/<day>/<table>.(csv|parquet)` as the raw_extracts step does (`ingestion.load`), into a
 new warehouse under `--work-dir` (removed at the end, with its spill folder: at SF100 the activities
-file spills about 20 GB), with the pipeline's DuckDB limits. `--validate` then runs the table's suite on
-the loaded rows as the contract check does (`expectations.runner.validate_relation`). Prints one JSON
+file spilled 16 GB when sampled), with the pipeline's DuckDB limits. `--validate` then runs the table's
+suite on the loaded rows as the contract check does (`expectations.runner.validate_relation`). Prints one JSON
 line: rows read, loaded and quarantined (by rule), seconds of the load and of the validation, the
 validation's verdict, and the process's peak RSS; `--statements` also prints each statement of the load
 that took over `--over` seconds (stderr).
