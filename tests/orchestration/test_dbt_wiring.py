@@ -42,3 +42,36 @@ def test_dbt_sources_are_the_ingestion_assets_and_marts_depend_on_them(tmp_path)
     assert dg.AssetKey(["raw", "deals"]) in parents
     assert dg.AssetKey(["quality", "integrity_issues"]) in parents
     assert all(graph.get(key).is_materializable for key in keys)
+
+
+def test_the_dbt_resource_neither_starts_dbt_for_its_version_nor_builds_an_adapter(tmp_path, monkeypatch):
+    import importlib.metadata
+    import sys
+    from pathlib import Path
+
+    import dagster_dbt.core.resource
+    from packaging import version
+
+    from orchestration.defs.dbt.assets import WarehouseDbtCliResource, dbt_cli_resource, dbt_project
+
+    started = []
+
+    def check_output(args, *rest, **kwargs):
+        started.append(list(args))
+        return b"Core:\n  - installed: 1.9.0\n"
+
+    monkeypatch.setattr(dagster_dbt.core.resource, "check_output", check_output)
+    project = dbt_project(tmp_path / "target")
+    resource = dbt_cli_resource(project)
+    assert Path(resource.dbt_executable) == Path(sys.executable).parent / "dbt"
+    assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
+    assert started == []  # no `dbt --version`
+    # Another executable may be another dbt: that one is asked.
+    elsewhere = tmp_path / "bin" / "dbt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("#!/bin/sh\n")
+    elsewhere.chmod(0o755)
+    other = WarehouseDbtCliResource(project_dir=project, dbt_executable=str(elsewhere))
+    assert other._cli_version == version.parse("1.9.0")
+    assert started == [[str(elsewhere), "--version"]]
