@@ -19,7 +19,8 @@ def build_publish_asset(
     @dg.asset(
         key=PUBLISHED_KEY,
         description="The read-only DuckDB file BI tools open: the marts and quality schemas of the working "
-        "warehouse, copied once every upstream blocking check passed and swapped in atomically.",
+        "warehouse, copied once every upstream blocking check passed (into a copy of the last version, only "
+        "the rows that changed) and swapped in atomically.",
         group_name="publish",
         deps=list(upstream),
         partitions_def=partitions_def,
@@ -44,6 +45,10 @@ def build_publish_asset(
                 "version": publication.version,
                 "tables": publication.tables,
                 "dagster/row_count": publication.rows,
+                # A later publication starts from the published file: what it had to write.
+                "tables written whole": publication.tables_written_whole,
+                "rows deleted in place": publication.rows_deleted,
+                "rows inserted in place": publication.rows_inserted,
             }
         )
 
