@@ -187,25 +187,33 @@ def _write_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple]) -> tuple
     )
     for schema in PUBLISHED_SCHEMAS:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS published_next.{schema}")
-    for schema, table in set(held) - {(schema, table) for schema, table, _ in tables}:
-        conn.execute(f'DROP TABLE published_next.{schema}."{table}"')
-    whole = deleted = inserted = 0
-    for schema, table, comment in tables:
+    gone = set(held) - {(schema, table) for schema, table, _ in tables}
+    deleted = inserted = 0
+    rewrite = []
+    for schema, table, _ in tables:
         target, source = f'published_next.{schema}."{table}"', f'{schema}."{table}"'
         same_columns = [c[:2] for c in held.get((schema, table), [])] == [
             c[:2] for c in working[(schema, table)]
         ]
         changed = _replace_changed_rows(conn, target, source) if same_columns else None
         if changed is None:
-            conn.execute(f"DROP TABLE IF EXISTS {target}")
-            conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
-            whole += 1
-            held_comments.pop(f"{schema}.{table}", None)
-            held[(schema, table)] = [
-                (column, data_type, None) for column, data_type, _ in working[(schema, table)]
-            ]
+            rewrite.append((schema, table))
         else:
             deleted, inserted = deleted + changed[0], inserted + changed[1]
+    # Drop before writing anew, with a checkpoint between: the dropped tables' blocks are then free
+    # for the new ones, instead of the file growing by every table written whole.
+    for schema, table in sorted(gone) + rewrite:
+        conn.execute(f'DROP TABLE IF EXISTS published_next.{schema}."{table}"')
+    if gone or rewrite:
+        conn.execute("CHECKPOINT published_next")
+    for schema, table in rewrite:
+        conn.execute(f'CREATE TABLE published_next.{schema}."{table}" AS SELECT * FROM {schema}."{table}"')
+        held_comments.pop(f"{schema}.{table}", None)
+        held[(schema, table)] = [
+            (column, data_type, None) for column, data_type, _ in working[(schema, table)]
+        ]
+    for schema, table, comment in tables:
+        target = f'published_next.{schema}."{table}"'
         if held_comments.get(f"{schema}.{table}") != comment:
             conn.execute(f"COMMENT ON TABLE {target} IS {_literal(comment) if comment else 'NULL'}")
         for (column, _, comment_now), (_, _, comment_held) in zip(
@@ -214,7 +222,7 @@ def _write_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple]) -> tuple
             if comment_now != comment_held:
                 text = _literal(comment_now) if comment_now else "NULL"
                 conn.execute(f'COMMENT ON COLUMN {target}."{column}" IS {text}')
-    return whole, deleted, inserted
+    return len(rewrite), deleted, inserted
 
 
 def _replace_changed_rows(
