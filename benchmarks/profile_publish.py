@@ -100,6 +100,7 @@ def profile(
                         "tables": publication.tables,
                         "rows": publication.rows,
                         "tables_written_whole": publication.tables_written_whole,
+                        "written_whole": list(publication.written_whole),
                         "rows_deleted": publication.rows_deleted,
                         "rows_inserted": publication.rows_inserted,
                         "file_mb": round(target.stat().st_size / 2**20),

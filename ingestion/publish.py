@@ -60,6 +60,7 @@ class Publication:
     tables_written_whole: int = 0
     rows_deleted: int = 0  # from the tables updated in place
     rows_inserted: int = 0
+    written_whole: tuple[str, ...] = ()  # schema.table of the tables written whole
 
 
 def _literal(text: str) -> str:
@@ -137,7 +138,10 @@ def publish(
         conn.execute("DELETE FROM quality.publication_log WHERE version = ?", [version])
         staging.unlink(missing_ok=True)
         raise
-    return Publication(published_path, version, "published", len(tables), rows, *written)
+    whole, deleted, inserted = written
+    return Publication(
+        published_path, version, "published", len(tables), rows, len(whole), deleted, inserted, whole
+    )
 
 
 def _attach_previous(conn: duckdb.DuckDBPyConnection, published_path: Path, staging: Path) -> bool:
@@ -173,10 +177,10 @@ def _signatures(conn: duckdb.DuckDBPyConnection, database: str) -> dict[tuple[st
     return signatures
 
 
-def _write_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple]) -> tuple[int, int, int]:
+def _write_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple]) -> tuple[tuple[str, ...], int, int]:
     """Make `published_next` hold exactly the working warehouse's published tables, with their comments:
     tables it holds with the same columns are updated in place, the others written whole.
-    Returns (tables written whole, rows deleted, rows inserted)."""
+    Returns (the tables written whole, as schema.table; rows deleted; rows inserted)."""
     working = _signatures(conn, conn.execute("SELECT current_database()").fetchall()[0][0])
     held = _signatures(conn, "published_next")
     held_comments = dict(
@@ -222,7 +226,7 @@ def _write_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple]) -> tuple
             if comment_now != comment_held:
                 text = _literal(comment_now) if comment_now else "NULL"
                 conn.execute(f'COMMENT ON COLUMN {target}."{column}" IS {text}')
-    return len(rewrite), deleted, inserted
+    return tuple(f"{schema}.{table}" for schema, table in rewrite), deleted, inserted
 
 
 def _replace_changed_rows(

@@ -227,7 +227,7 @@ def test_a_later_publication_writes_only_the_changed_rows_and_equals_the_working
     # Deleted: 10, 20 and the old row 1 of moves. Inserted: the new row 1, 101 and 102 of moves and
     # of the view over it (101, 102), and the publication log's row. Written whole: wins, new_mart.
     assert (second.rows_deleted, second.rows_inserted) == (3, 3 + 2 + 1)
-    assert second.tables_written_whole == 2
+    assert (second.tables_written_whole, second.written_whole) == (2, ("marts.new_mart", "marts.wins"))
     assert read(target, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'gone'") == [(0,)]
     assert read(target, "SELECT stage FROM marts.moves WHERE deal = 1") == [("won",)]
 

@@ -47,6 +47,7 @@ def build_publish_asset(
                 "dagster/row_count": publication.rows,
                 # A later publication starts from the published file: what it had to write.
                 "tables written whole": publication.tables_written_whole,
+                "written whole": ", ".join(publication.written_whole),
                 "rows deleted in place": publication.rows_deleted,
                 "rows inserted in place": publication.rows_inserted,
             }
