@@ -30,24 +30,15 @@ from typing import Any
 
 from benchmarks.profile_load import _TimedConnection
 
-SCHEMAS = ("marts", "quality")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
 
 def _scratch_working(conn, warehouse: Path) -> None:
     """Views in `conn`'s database over every published table and view of `warehouse`, with their
     comments; the publication log copied as a table (publication appends to it)."""
+    from ingestion.publish import PUBLISHED_SCHEMAS, _literal, published_relations
+
     conn.execute("ATTACH ? AS built (READ_ONLY)", [str(warehouse)])
-    relations = conn.execute(
-        "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE database_name = 'built' "
-        "AND schema_name IN $schemas UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() "
-        "WHERE database_name = 'built' AND schema_name IN $schemas AND NOT internal ORDER BY ALL",
-        {"schemas": list(SCHEMAS)},
-    ).fetchall()
-    for schema in SCHEMAS:
+    relations = published_relations(conn, "built")
+    for schema in PUBLISHED_SCHEMAS:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for schema, name, comment in relations:
         source = f'built.{schema}."{name}"'
@@ -62,7 +53,7 @@ def _scratch_working(conn, warehouse: Path) -> None:
     for schema, name, column, comment in conn.execute(
         "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
         "WHERE database_name = 'built' AND schema_name IN ? AND comment IS NOT NULL",
-        [list(SCHEMAS)],
+        [list(PUBLISHED_SCHEMAS)],
     ).fetchall():
         conn.execute(f'COMMENT ON COLUMN {schema}."{name}"."{column}" IS {_literal(comment)}')
 

@@ -57,10 +57,25 @@ class Publication:
     status: str  # published | blocked
     tables: int
     rows: int
-    tables_written_whole: int = 0
+    written_whole: tuple[str, ...] = ()  # schema.table of the tables written whole
     rows_deleted: int = 0  # from the tables updated in place
     rows_inserted: int = 0
-    written_whole: tuple[str, ...] = ()  # schema.table of the tables written whole
+
+    @property
+    def tables_written_whole(self) -> int:
+        return len(self.written_whole)
+
+
+def published_relations(conn: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str, str | None]]:
+    """(schema, table or view, comment) of every relation of the published schemas in `database`."""
+    return conn.execute(
+        "SELECT schema_name, table_name, comment FROM duckdb_tables() "
+        "WHERE database_name = $database AND schema_name IN $schemas "
+        "UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() "
+        "WHERE database_name = $database AND schema_name IN $schemas AND NOT internal "
+        "ORDER BY ALL",
+        {"database": database, "schemas": list(PUBLISHED_SCHEMAS)},
+    ).fetchall()
 
 
 def _literal(text: str) -> str:
@@ -113,18 +128,12 @@ def publish(
         [version, attempted_at, run_id, as_of_date, version],
     )
     staging = _new_file(published_path)
-    tables = conn.execute(
-        "SELECT schema_name, table_name, comment FROM duckdb_tables() "
-        "WHERE database_name = current_database() AND schema_name IN $schemas "
-        "UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() "
-        "WHERE database_name = current_database() AND schema_name IN $schemas AND NOT internal "
-        "ORDER BY ALL",
-        {"schemas": list(PUBLISHED_SCHEMAS)},
-    ).fetchall()
+    working = conn.execute("SELECT current_database()").fetchall()[0][0]
+    tables = published_relations(conn, working)
     try:
         if version % REWRITE_EVERY == 0 or not _attach_previous(conn, published_path, staging):
             conn.execute(f"ATTACH ? AS published_next (STORAGE_VERSION '{STORAGE_VERSION}')", [str(staging)])
-        written = _write_tables(conn, tables)
+        whole, deleted, inserted = _write_tables(conn, working, tables)
         rows = sum(
             conn.execute(f'SELECT count(*) FROM published_next.{schema}."{table}"').fetchall()[0][0]
             for schema, table, _ in tables
@@ -138,10 +147,7 @@ def publish(
         conn.execute("DELETE FROM quality.publication_log WHERE version = ?", [version])
         staging.unlink(missing_ok=True)
         raise
-    whole, deleted, inserted = written
-    return Publication(
-        published_path, version, "published", len(tables), rows, len(whole), deleted, inserted, whole
-    )
+    return Publication(published_path, version, "published", len(tables), rows, whole, deleted, inserted)
 
 
 def _attach_previous(conn: duckdb.DuckDBPyConnection, published_path: Path, staging: Path) -> bool:
@@ -177,11 +183,14 @@ def _signatures(conn: duckdb.DuckDBPyConnection, database: str) -> dict[tuple[st
     return signatures
 
 
-def _write_tables(conn: duckdb.DuckDBPyConnection, tables: list[tuple]) -> tuple[tuple[str, ...], int, int]:
-    """Make `published_next` hold exactly the working warehouse's published tables, with their comments:
+def _write_tables(
+    conn: duckdb.DuckDBPyConnection, database: str, tables: list[tuple]
+) -> tuple[tuple[str, ...], int, int]:
+    """Make `published_next` hold exactly the published tables of the working warehouse (`database`,
+    whose relations are `tables`), with their comments:
     tables it holds with the same columns are updated in place, the others written whole.
     Returns (the tables written whole, as schema.table; rows deleted; rows inserted)."""
-    working = _signatures(conn, conn.execute("SELECT current_database()").fetchall()[0][0])
+    working = _signatures(conn, database)
     held = _signatures(conn, "published_next")
     held_comments = dict(
         conn.execute(

@@ -41,10 +41,13 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
         return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
 
 
+# dbt as installed with this interpreter's packages: its version is the dbt-core package's.
+DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"
+
+
 def dbt_executable() -> str:
     """dbt from this interpreter's environment (the venv need not be activated), else from PATH."""
-    beside_python = Path(sys.executable).parent / "dbt"
-    return str(beside_python) if beside_python.exists() else (shutil.which("dbt") or "dbt")
+    return str(DBT_BESIDE_PYTHON) if DBT_BESIDE_PYTHON.exists() else (shutil.which("dbt") or "dbt")
 
 
 class WarehouseDbtCliResource(DbtCliResource):
@@ -61,7 +64,7 @@ class WarehouseDbtCliResource(DbtCliResource):
 
     @cached_property
     def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == Path(sys.executable).parent / "dbt":
+        if Path(self.dbt_executable) == DBT_BESIDE_PYTHON:
             return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
 
