@@ -5,9 +5,10 @@
 
 The job runs as in production: each step in its own process (the job's `STEP_EXECUTOR`), configured
 through the same environment variables as `make run`. The warehouse, dbt target, DuckDB spill folder
-and the Dagster instance live under --root, so nothing of a user's DAGSTER_HOME is read or written. A
-second call with the same --root and a later --partition is the daily incremental run on top of the
-first one's warehouse.
+and the Dagster instance live under --root, so nothing of a user's DAGSTER_HOME is read or written; the
+instance is configured as `make run`'s (`instance_home`: the same pools, so every step claims its slot
+of the `duckdb_writer` pool as in production). A second call with the same --root and a later
+--partition is the daily incremental run on top of the first one's warehouse.
 
 The JSON written holds every step's start and end (from the run's STEP_START / STEP_SUCCESS /
 STEP_FAILURE events) with the asset group the step belongs to, the time to load the definitions (which
@@ -27,6 +28,16 @@ from datetime import date
 from pathlib import Path
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE")
+INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml"
+"""The configuration of the instance `make run` and `make ui` use (concurrency pools, run monitoring)."""
+
+
+def instance_home(home: Path) -> Path:
+    """`home` made a Dagster home configured as the project's (INSTANCE_CONFIG copied in), so a benchmark
+    run pays what a production run pays per step; created if missing."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+    return home
 
 
 def step_groups(definitions) -> dict[str, str]:
@@ -133,7 +144,7 @@ def run(
             "FUNNEL_PUBLISH_PARQUET": "false",
         }
     )
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    instance_home(Path(os.environ["DAGSTER_HOME"]))
     import dagster as dg
 
     from orchestration.definitions import daily_warehouse_job, definitions_for
