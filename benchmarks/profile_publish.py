@@ -34,7 +34,7 @@ from benchmarks.profile_load import _TimedConnection
 def _scratch_working(conn, warehouse: Path) -> None:
     """Views in `conn`'s database over every published table and view of `warehouse`, with their
     comments; the publication log copied as a table (publication appends to it)."""
-    from ingestion.publish import PUBLISHED_SCHEMAS, _literal, published_relations
+    from ingestion.publish import PUBLISHED_SCHEMAS, _literal, _signatures, published_relations
 
     conn.execute("ATTACH ? AS built (READ_ONLY)", [str(warehouse)])
     relations = published_relations(conn, "built")
@@ -50,12 +50,10 @@ def _scratch_working(conn, warehouse: Path) -> None:
             kind = "VIEW"
         if comment:
             conn.execute(f'COMMENT ON {kind} {schema}."{name}" IS {_literal(comment)}')
-    for schema, name, column, comment in conn.execute(
-        "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
-        "WHERE database_name = 'built' AND schema_name IN ? AND comment IS NOT NULL",
-        [list(PUBLISHED_SCHEMAS)],
-    ).fetchall():
-        conn.execute(f'COMMENT ON COLUMN {schema}."{name}"."{column}" IS {_literal(comment)}')
+    for (schema, name), columns in _signatures(conn, "built").items():
+        for column, _, comment in columns:
+            if comment is not None:
+                conn.execute(f'COMMENT ON COLUMN {schema}."{name}"."{column}" IS {_literal(comment)}')
 
 
 def profile(
