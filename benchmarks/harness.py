@@ -19,6 +19,9 @@ it is above the harness's own peak (a child's figure starts from its parent's, s
 harness also samples the live tree every 0.2 s: the largest single process's RSS (step processes are
 not all waited for by the runner, so wait4 can miss them) and the tree's summed PSS ("tree, sampled":
 proportional set size, so pages a forked step process shares with the fork server count once).
+Disk is sampled with it: the free space of the file system holding the run folder, so a run reports the
+most it took at once (the warehouse's growth, DuckDB's spill files and the published copy; anything else
+writing to the same disk counts too) and how low the free space went, in all and per step.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,9 +89,10 @@ def stage_seconds(durations: dict[str, float], groups: dict[str, str]) -> dict[s
     return ordered | dict(sorted(totals.items()))
 
 
-def rss_by_step(events: list[dict], samples: list[tuple[float, int]]) -> dict[str, tuple[float, float]]:
-    """Per step, from the tree PSS samples taken while it ran (MB): the largest, and how far it rose above
-    the last sample before the step started (what the step itself added and kept while running)."""
+def peak_by_step(events: list[dict], samples: list[tuple[float, int]]) -> dict[str, tuple[float, float]]:
+    """Per step, from the samples taken while it ran (bytes, reported in MB): the largest, and how far it
+    rose above the last sample before the step started (what the step itself added and kept while
+    running). The samples are the tree's PSS or the disk the run has taken."""
     spans: dict[str, list[float]] = {}
     for event in sorted(events, key=lambda e: e["timestamp"]):
         if event["event"] == "STEP_START":
@@ -98,10 +102,10 @@ def rss_by_step(events: list[dict], samples: list[tuple[float, int]]) -> dict[st
     found: dict[str, tuple[float, float]] = {}
     for step, times in spans.items():
         for start, end in zip(times[0::2], times[1::2], strict=False):
-            inside = [rss for at, rss in samples if start <= at <= end]
+            inside = [value for at, value in samples if start <= at <= end]
             if not inside:
                 continue
-            before = [rss for at, rss in samples if at < start]
+            before = [value for at, value in samples if at < start]
             peak = max(inside) / 2**20
             growth = peak - (before[-1] / 2**20 if before else 0.0)
             if step in found:  # a retried step: its worst attempt
@@ -172,6 +176,24 @@ class Measured:
     log: str
     samples: list[tuple[float, int]]
     """(wall-clock time, summed PSS of the live tree in bytes), every 0.2 s."""
+    disk_free_start: int | None = None
+    """Free bytes on the sampled file system when the command started (None: disk not sampled)."""
+    disk_samples: list[tuple[float, int]] = field(default_factory=list)
+    """(wall-clock time, bytes taken since the start: free at the start minus free now), every 0.2 s."""
+
+    def disk_summary(self, events: list[dict]) -> dict | None:
+        """The most the run took of the disk at once and the lowest free space (GB), and per step
+        (top five by rise) the most taken while it ran and its rise (MB): None if not sampled."""
+        if self.disk_free_start is None:
+            return None
+        taken = max((value for _, value in self.disk_samples), default=0)
+        by_step = sorted(peak_by_step(events, self.disk_samples).items(), key=lambda kv: -kv[1][1])
+        return {
+            "free_start_gb": self.disk_free_start / 2**30,
+            "taken_peak_gb": taken / 2**30,
+            "free_lowest_gb": (self.disk_free_start - taken) / 2**30,
+            "mb_by_step": dict(by_step[:5]),
+        }
 
 
 def _tree_memory_bytes(root_pid: int) -> tuple[int, int]:
@@ -222,8 +244,11 @@ def own_high_water_bytes() -> int:
     return _proc_kib_field("/proc/self/status", "VmHWM:") or 0
 
 
-def measure(command: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
-    """Run `command` to the end; wall time, exit code and peak memory of its process tree.
+def measure(
+    command: list[str], log: Path, env: dict[str, str] | None = None, disk: Path | None = None
+) -> Measured:
+    """Run `command` to the end; wall time, exit code and peak memory of its process tree, and with
+    `disk` (a folder) how much of the file system holding it the command took at most.
 
     A child's `ru_maxrss` starts from its parent's: Linux carries the peak RSS of the memory map a
     process had before `exec` (a copy of this process's, or this process's own under vfork) into the
@@ -233,10 +258,12 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     """
     load_before = os.getloadavg()
     log.parent.mkdir(parents=True, exist_ok=True)
+    disk_free_start = shutil.disk_usage(disk).free if disk is not None else None
     with log.open("w", encoding="utf-8") as out:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         samples: list[tuple[float, int]] = []
+        disk_samples: list[tuple[float, int]] = []
         largest: list[int] = [0]
         done = threading.Event()
 
@@ -245,6 +272,8 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
                 pss, single = _tree_memory_bytes(process.pid)
                 samples.append((time.time(), pss))
                 largest[0] = max(largest[0], single)
+                if disk_free_start is not None:
+                    disk_samples.append((time.time(), disk_free_start - shutil.disk_usage(disk).free))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -266,6 +295,8 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
         load_after=os.getloadavg(),
         log=str(log.relative_to(REPO_ROOT)) if log.is_relative_to(REPO_ROOT) else str(log),
         samples=samples,
+        disk_free_start=disk_free_start,
+        disk_samples=disk_samples,
     )
 
 
@@ -339,8 +370,9 @@ def summarise_run(report: dict, measured: Measured) -> dict:
         "slowest_steps": dict(sorted(durations.items(), key=lambda kv: -kv[1])[:8]),
         "dbt": report.get("dbt"),
         "rss_mb_by_step": dict(
-            sorted(rss_by_step(report["events"], measured.samples).items(), key=lambda kv: -kv[1][1])[:8]
+            sorted(peak_by_step(report["events"], measured.samples).items(), key=lambda kv: -kv[1][1])[:8]
         ),
+        "disk": measured.disk_summary(report["events"]),
         "rows_loaded": report["rows_loaded"],
         "raw_rows": sum(report["rows"].get("raw", {}).values()),
         "mart_rows": sum(marts.values()),
@@ -416,6 +448,7 @@ def results_markdown(results: dict) -> str:
         f"{_fmt(incr['peak_rss_mb'], 0)} |",
         f"| peak PSS, tree sampled (MB) | {_fmt(full['tree_rss_sampled_mb'], 0)} | "
         f"{_fmt(incr['tree_rss_sampled_mb'], 0)} |",
+        f"| disk taken at most, GB (free at start -> lowest) | {_disk_cell(full)} | {_disk_cell(incr)} |",
         f"| raw rows loaded / s (ingestion) | {_fmt(full['ingest_rows_per_second'], 0)} | "
         f"{_fmt(incr['ingest_rows_per_second'], 0)} |",
         f"| mart rows / s (run) | {_fmt(full['mart_rows_per_second'], 0)} | "
@@ -476,6 +509,7 @@ def results_markdown(results: dict) -> str:
             for step, (peak, growth) in full.get("rss_mb_by_step", {}).items()
         ],
         "",
+        *_disk_lines(full),
         "## Slowest floor statements (s)",
         "",
         "| statement | seconds |",
@@ -486,6 +520,34 @@ def results_markdown(results: dict) -> str:
         ],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _disk_cell(run: dict) -> str:
+    disk = run.get("disk")
+    if not disk:
+        return "n/a"
+    return (
+        f"{_fmt(disk['taken_peak_gb'], 2)} ({_fmt(disk['free_start_gb'], 1)} -> "
+        f"{_fmt(disk['free_lowest_gb'], 1)})"
+    )
+
+
+def _disk_lines(run: dict) -> list[str]:
+    """Which steps of the full build took the most disk (from the free-space samples)."""
+    disk = run.get("disk")
+    if not disk:
+        return []
+    return [
+        "## Disk by step of the full build (sampled free space, MB; steps that took most)",
+        "",
+        "| step | most taken while it ran (since the run started) | rise above the level before it |",
+        "|---|---:|---:|",
+        *[
+            f"| {step} | {_fmt(peak, 0)} | {_fmt(rise, 0)} |"
+            for step, (peak, rise) in disk["mb_by_step"].items()
+        ],
+        "",
+    ]
 
 
 def dbt_lines(run: dict) -> list[str]:
@@ -521,6 +583,7 @@ def summary_lines(results: dict) -> list[str]:
         f"dbt / floor {_fmt(fig['dbt_vs_floor'], 2)}x",
         f"rows: {full['ingest_rows_per_second'] or 0:,.0f} raw rows/s loaded, "
         f"{full['mart_rows_per_second'] or 0:,.0f} mart rows/s",
+        f"disk: the full build took {_disk_cell(full)} GB at most (free at start -> lowest)",
         f"pandas / Polars (funnel_conversion): {_fmt(fig['pandas_vs_polars_time'], 1)}x time, "
         f"agree: {results['pandas'].get('agree')}",
         "floor marts agree with the pipeline's: "
@@ -575,7 +638,9 @@ def main() -> int:
                    str(run_dir / "pipeline"), "--partition", partition, "--first-date", dump,
                    "--out", str(out), *limits]  # fmt: skip
         print(f"{name}: the job on {partition} ...", flush=True)
-        measured = measure(command, run_dir / f"{name}.log", _child_env(run_dir / f"dagster_home_{name}"))
+        measured = measure(
+            command, run_dir / f"{name}.log", _child_env(run_dir / f"dagster_home_{name}"), disk=run_dir
+        )
         if measured.returncode != 0 and not out.exists():
             raise SystemExit(f"{name} crashed (exit {measured.returncode}); see {measured.log}")
         return json.loads(out.read_text()), measured

@@ -14,8 +14,8 @@ from benchmarks.harness import (
     measure,
     own_high_water_bytes,
     parse_pandas_output,
+    peak_by_step,
     results_markdown,
-    rss_by_step,
     stage_seconds,
     step_durations,
 )
@@ -173,7 +173,7 @@ def test_floor_statements_split_and_swap_readers_for_csv():
     assert "0 as _source_row" in csv and "read_parquet" not in csv
 
 
-def test_rss_by_step_takes_the_samples_inside_each_step():
+def test_peak_by_step_takes_the_samples_inside_each_step():
     events = [
         event("a", "STEP_START", 10.0),
         event("a", "STEP_SUCCESS", 20.0),
@@ -184,9 +184,9 @@ def test_rss_by_step_takes_the_samples_inside_each_step():
     samples = [(9.0, 5000 * mb), (12.0, 100 * mb), (19.0, 300 * mb), (25.0, 200 * mb), (31.0, 900 * mb)]
     # a: samples at 12 and 19 -> peak 300, rise 300 - 5000 (the sample at 9, before it) = -4700;
     # b: sample at 25 -> peak 200, rise 200 - 300 (the sample at 19) = -100; 31 is after every step.
-    assert rss_by_step(events, samples) == {"a": (300.0, -4700.0), "b": (200.0, -100.0)}
+    assert peak_by_step(events, samples) == {"a": (300.0, -4700.0), "b": (200.0, -100.0)}
     rising = [(9.0, 100 * mb), (15.0, 700 * mb)]
-    assert rss_by_step(events[:2], rising) == {"a": (700.0, 600.0)}  # 700 - 100
+    assert peak_by_step(events[:2], rising) == {"a": (700.0, 600.0)}  # 700 - 100
 
 
 ALLOCATE = (
@@ -210,3 +210,50 @@ def test_a_child_larger_than_the_harness_is_reported_at_its_peak(tmp_path):
     big = measure([sys.executable, "-c", ALLOCATE, str(size_mb)], tmp_path / "big.log")
     assert big.returncode == 0
     assert size_mb <= big.peak_rss_mb < size_mb + 200, (size_mb, big.peak_rss_mb)
+
+
+HOLD_FILE = """
+import os, sys, time
+path, size_mb = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as handle:
+    for _ in range(size_mb):
+        handle.write(os.urandom(2**20))
+    handle.flush()
+    os.fsync(handle.fileno())
+time.sleep(1.0)
+os.remove(path)
+"""
+
+
+def test_measure_reports_the_disk_a_command_took_at_most(tmp_path):
+    """A spill that comes and goes is what ran SF100 out of disk: the peak must be seen after the file
+    is gone. The bound is loose (anything else writing to the same disk counts too)."""
+    run = measure(
+        [sys.executable, "-c", HOLD_FILE, str(tmp_path / "spill.bin"), "64"],
+        tmp_path / "disk.log",
+        disk=tmp_path,
+    )
+    assert run.returncode == 0, (tmp_path / "disk.log").read_text()
+    assert not (tmp_path / "spill.bin").exists()
+    events = [event("spill", "STEP_START", run.disk_samples[0][0]), event("spill", "STEP_SUCCESS", 1e12)]
+    disk = run.disk_summary(events)
+    assert 48 <= disk["taken_peak_gb"] * 1024 < 1024, disk
+    assert disk["free_lowest_gb"] == pytest.approx(disk["free_start_gb"] - disk["taken_peak_gb"])
+    peak, _ = disk["mb_by_step"]["spill"]
+    assert 48 <= peak < 1024, disk
+
+
+def test_measure_without_a_disk_samples_none(tmp_path):
+    run = measure([sys.executable, "-c", "pass"], tmp_path / "none.log")
+    assert run.disk_free_start is None and run.disk_samples == []
+    assert run.disk_summary([]) is None
+
+
+def test_results_markdown_shows_the_disk_taken_and_the_steps_that_took_it(results):
+    results["full_build"]["disk"] = {
+        "free_start_gb": 30.0, "taken_peak_gb": 21.5, "free_lowest_gb": 8.5,
+        "mb_by_step": {"warehouse_dbt_models": (22016.0, 20480.0)},
+    }  # fmt: skip
+    text = results_markdown(results)
+    assert "| disk taken at most, GB (free at start -> lowest) | 21.50 (30.0 -> 8.5) | n/a |" in text
+    assert "| warehouse_dbt_models | 22,016 | 20,480 |" in text
