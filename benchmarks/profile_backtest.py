@@ -4,9 +4,10 @@
 
 Runs the parts of `forecast_backtest` one after another, in this process, and prints one JSON line per
 part: its seconds, and the process's RSS after it and peak so far (MB). The parts: reading the spells
-and the amount history, the origins' fingerprints, preparing the as-of amount lookup, then per origin
-the spells valued at the amounts known at it (`AmountsAtOrigins.spells_at`) and the forecast on them
-(model, scoring, simulation: `backtest_forecast_at`), and last the actuals. `--origins N` computes only
+and the amount history, the origins' fingerprints (computed in the warehouse, as the asset does),
+reading the won spells alone (all a day that recomputes no origin reads), preparing the as-of amount
+lookup, then per origin the spells valued at the amounts known at it (`AmountsAtOrigins.spells_at`) and
+the forecast on them (model, scoring, simulation: `backtest_forecast_at`), and last the actuals. `--origins N` computes only
 N origins spread over the backtest's (first, last, and evenly between) to keep a run at SF100 short;
 the per-origin figures are what a full run repeats for each of its origins.
 """
@@ -44,13 +45,17 @@ def main() -> None:
     import polars as pl
 
     from ingestion.warehouse import DuckDBSettings, connect
-    from orchestration.defs.forecast.assets import BacktestConfig, load_funnel_spells, read_amount_history
+    from orchestration.defs.forecast.assets import (
+        BacktestConfig,
+        load_funnel_spells,
+        read_amount_history,
+        warehouse_fingerprints,
+    )
     from transforms.forecast_backtest import (
         AmountsAtOrigins,
         backtest_actuals,
         backtest_forecast_at,
         backtest_origins,
-        origin_fingerprints,
     )
 
     clock = [time.perf_counter()]
@@ -71,10 +76,14 @@ def main() -> None:
         report("read spells", rows=frame.height)
         amounts = read_amount_history(conn)
         report("read amount history", rows=amounts.height)
-    first_event_at = frame.select(pl.col("entered_at").min()).item()
-    origins = backtest_origins(first_event_at, date.fromisoformat(args.partition), config.warmup_months, 3)
-    origin_fingerprints(frame, stages, origins, settings, amounts)
-    report("fingerprints", origins=len(origins))
+        first_event_at = frame.select(pl.col("entered_at").min()).item()
+        origins = backtest_origins(
+            first_event_at, date.fromisoformat(args.partition), config.warmup_months, 3
+        )
+        warehouse_fingerprints(conn, stages, origins, settings)
+        report("fingerprints (in the warehouse)", origins=len(origins))
+        won = load_funnel_spells(conn, won_only=True)[0].collect()
+        report("read won spells (a day that recomputes no origin)", rows=won.height)
     valued = AmountsAtOrigins(frame, amounts)
     report("prepare the amount lookup")
     for origin in spread(origins, args.origins):

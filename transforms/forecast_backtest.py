@@ -19,23 +19,27 @@ valued at the amount the CRM showed at D; without it, at today's amount. Actuals
 today's amount: what was won.
 
 Incremental: an origin's forecast depends only on the spells known at D (with the amounts known at D and
-today's segments), the stage catalogue, the settings and this code. `origin_fingerprints` hashes exactly those
-per origin; a run reuses the forecast part of every origin whose fingerprint matches the table's and
-recomputes the others (new origins, or old ones whose inputs a corrected extract changed). Actuals,
-calibration and errors are recomputed on every run: they are cheap.
+today's segments), the stage catalogue, the settings and this code. `origin_fingerprints_from_tables`
+hashes exactly those per origin, in DuckDB where the spells are. A run reuses the forecast part of every
+origin whose fingerprint matches the table's and recomputes the others (new origins, or old ones whose
+inputs a corrected extract changed), reading every spell only then. Actuals, calibration and errors are
+recomputed on every run: they are cheap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
+import duckdb
 import numpy as np
 import polars as pl
 
 from transforms.forecast import (
     MONEY_SCALE,
+    SPELL_COLUMNS,
     TOTAL,
     ForecastSettings,
     FunnelModel,
@@ -52,6 +56,7 @@ from transforms.forecast import (
 )
 from transforms.forecast_calibration import calibration_by_origin, calibration_score, widened
 from transforms.forecast_chain import exact_sum
+from transforms.sql import Tables, frame_tables
 
 HORIZONS = (1, 3)
 METHODS = ("learned", "naive", "naive_unphased")
@@ -315,11 +320,146 @@ def backtest_actuals(spells: pl.LazyFrame, origins: list[datetime]) -> pl.DataFr
 
 
 def _settings_key(stages: pl.DataFrame, settings: ForecastSettings) -> np.uint64:
-    """Hash of what every origin shares: the settings, the stage catalogue, this code, the libraries."""
+    """Hash of what every origin shares: the settings, the stage catalogue, this code, the libraries (the
+    fingerprints' hashes are DuckDB's)."""
     catalogue = stages.select(pl.struct(pl.all()).hash(seed=1)).to_series().to_numpy()
-    text = repr(sorted(asdict(settings).items())) + MODEL_VERSION + pl.__version__ + np.__version__
+    libraries = pl.__version__ + np.__version__ + duckdb.__version__
+    text = repr(sorted(asdict(settings).items())) + MODEL_VERSION + libraries
     label = pl.Series([text]).hash(seed=2).to_numpy()[0]
     return np.uint64((int(label) + int(catalogue.sum(dtype=np.uint64))) % 2**64)
+
+
+FINGERPRINT_DEALS_SQL = """
+    select deals.deal_id, deals.business_line, deals.expected_close_date, deals.amount_reporting,
+        deals.crm_closed_at, coalesce(clients.segment, 'unknown') as segment
+    from {dim_deals} as deals
+    left join {dim_clients} as clients on deals.client_id = clients.client_id
+"""
+"""`{fingerprint_deals}` over the warehouse: one row per deal with what the forecast reads of it and of
+its client (the joins of `transforms.forecast.funnel_spells`: a deal without a client is in segment
+'unknown')."""
+
+
+def _origin_index_sql(instant: str, origins: list[datetime]) -> str:
+    """SQL: how many origins are at or before `instant`, which is the index of the first origin that sees
+    it (len(origins) for a null instant, which no origin sees). The origins are consecutive month starts
+    (`backtest_origins`), so this is a difference of months, not a search."""
+    first, n = origins[0], len(origins)
+    for k, origin in enumerate(origins):
+        if first.day != 1 or origin != datetime.combine(_add_months(first.date(), k), datetime.min.time()):
+            raise ValueError(f"backtest origins must be consecutive month starts, not {origins}")
+    months = f"(year({instant}) * 12 + month({instant}) - {first.year * 12 + first.month})"
+    # Not coalesce(least(greatest(...))): DuckDB's greatest and least skip nulls.
+    return f"case when {instant} is null then {n} else least(greatest({months} + 1, 0), {n}) end"
+
+
+def origin_fingerprints_from_tables(
+    t: Tables,
+    stages: pl.DataFrame,
+    origins: list[datetime],
+    settings: ForecastSettings,
+    with_amounts: bool,
+) -> pl.DataFrame:
+    """One row per origin: a 128-bit fingerprint (hex) of everything its forecast reads. Computed in
+    DuckDB over `{spells}` (SPELL_COLUMNS), `{fingerprint_deals}` (the columns of FINGERPRINT_DEALS_SQL)
+    and, `with_amounts`, `{amounts}` (AMOUNT_COLUMNS): only one sum per origin comes back.
+
+    An origin D reads the spells as known at D (`spells_known_at`: spells entered before D, an exit after
+    D not yet known), joined to their deals, and of each deal whether the CRM closed it before D. So:
+    - a spell counts in two forms: open (without its exit) from the first origin after it was entered
+      to the first after it was exited, and exited (with its exit time) from there on;
+    - a deal, from the first origin that sees one of its spells, counts with its attributes (line,
+      segment, expected close date, and its amount unless the history gives it) in two forms: not
+      closed in the CRM, then closed from the first origin after its CRM close;
+    - with the amount history, each of its rows counts at the origins that value the deal at it
+      (`amounts_known_at`) and see the deal.
+
+    Each form's hash is added, modulo 2^64, to the origins it spans. So a change of anything an origin
+    sees changes its fingerprint, and a change it cannot see (a later event, a deal closing or re-priced
+    after D) does not. Spells of deals missing from the deals are left out, as the forecast's inner
+    join leaves them out."""
+    n = len(origins)
+    if n == 0:
+        return pl.DataFrame(schema={"origin_date": pl.Date, "input_fingerprint": pl.String})
+
+    def index(instant: str) -> str:
+        return _origin_index_sql(instant, origins)
+
+    spell_values = ", ".join(c for c in SPELL_COLUMNS if c != "exited_at")
+    deal_values = "deals.deal_id, deals.business_line, deals.expected_close_date, deals.segment" + (
+        "" if with_amounts else ", cast(deals.amount_reporting as double)"
+    )
+    t.materialize(
+        "fingerprint_spells",
+        f"""
+        select deal_id, entered_at, {index("entered_at")} as entered, {index("exited_at")} as exited,
+            hash('open', {spell_values}) as open_hash,
+            hash('exited', {spell_values}, exited_at) as exited_hash
+        from {{spells}}
+        where deal_id in (select deal_id from {{fingerprint_deals}})
+        """,
+    )
+    t.materialize(
+        "fingerprint_seen",
+        f"""
+        select deals.deal_id, seen.seen, {index("deals.crm_closed_at")} as crm_closed,
+            hash('deal', {deal_values}) as open_hash,
+            hash('deal closed', {deal_values}) as closed_hash
+        from {{fingerprint_deals}} as deals
+        inner join (
+            select deal_id, {index("min(entered_at)")} as seen from {{fingerprint_spells}} group by deal_id
+        ) as seen on deals.deal_id = seen.deal_id
+        """,
+    )
+    # A deal's first amount also values it at the origins before its known_from (`amounts_known_at`).
+    amount_spans = (
+        f"""
+        union all
+        select greatest(seen.seen, case when row_number() over deal_rows = 1 then 0
+                else {index("amounts.known_from")} end),
+            {index("lead(amounts.known_from) over deal_rows")},
+            hash('amount', amounts.deal_id, cast(amounts.amount_reporting as double))
+        from {{amounts}} as amounts
+        inner join {{fingerprint_seen}} as seen on amounts.deal_id = seen.deal_id
+        window deal_rows as (partition by amounts.deal_id order by amounts.known_from)
+        """
+        if with_amounts
+        else ""
+    )
+    # Each span adds its hash at its first origin and takes it back at its stop: the running sum of
+    # these differences over the origins is, at each origin, the sum of the spans it is in.
+    differences = t.frame(
+        f"""
+        with spans (start, stop, value) as (
+            select entered, exited, open_hash from {{fingerprint_spells}}
+            union all
+            select greatest(entered, exited), {n}, exited_hash from {{fingerprint_spells}}
+            union all
+            select seen, crm_closed, open_hash from {{fingerprint_seen}}
+            union all
+            select greatest(seen, crm_closed), {n}, closed_hash from {{fingerprint_seen}}
+            {amount_spans}
+        ),
+        live as (select * from spans where start < stop)
+        select origin, cast(sum(value) as varchar) as value
+        from (
+            select start as origin, cast(value as hugeint) as value from live
+            union all
+            select stop, -cast(value as hugeint) from live where stop < {n}
+        )
+        group by origin
+        """
+    )
+    by_origin = {origin: int(value) for origin, value in differences.iter_rows()}
+    key = int(_settings_key(stages, settings))
+    fingerprints, running = [], 0
+    for k in range(n):
+        running = (running + by_origin.get(k, 0)) % 2**64
+        fingerprints.append(f"{running:016x}{key:016x}")
+    return pl.DataFrame(
+        {"origin_date": [o.date() for o in origins], "input_fingerprint": fingerprints},
+        schema={"origin_date": pl.Date, "input_fingerprint": pl.String},
+    )
 
 
 def origin_fingerprints(
@@ -329,65 +469,17 @@ def origin_fingerprints(
     settings: ForecastSettings,
     amounts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per origin: a 128-bit fingerprint (hex) of everything its forecast reads.
-
-    An origin reads the spells as known at D (`spells_known_at`: spells entered before D, an exit
-    after D not yet known), and of an open spell whether the CRM closed the deal before D. So a spell
-    row counts in up to three forms: open with the CRM record not closed, open with it closed, and
-    exited (with its exit time); each form's hash (over every column, deal amount and segment
-    included) is added, modulo 2^64, to the origins from the first one at which the row looks like
-    that to the last one. One pass over the rows; a change of any row an origin can see changes its
-    fingerprint, a change an origin cannot see (a later event, a deal closing after D) does not.
-
-    With `amounts` (the deals' amount history) the spells' own amount is left out, and each row of the
-    history is added to the origins that value the deal at it (`amounts_known_at`) and see the deal:
-    an amount the CRM showed only after the last origin changes nothing."""
+    """`origin_fingerprints_from_tables` over a frame of `funnel_spells` (its deal columns taken once per
+    deal) and, if given, the amount history: the same SQL, over frames."""
     frame = spells.collect() if isinstance(spells, pl.LazyFrame) else spells
-    n = len(origins)
-    if n == 0:
-        return pl.DataFrame(schema={"origin_date": pl.Date, "input_fingerprint": pl.String})
-    left_out = ("exited_at", "crm_closed_at", *(("amount_reporting",) if amounts is not None else ()))
-    columns = [c for c in frame.columns if c not in left_out]
-    never = datetime(9999, 1, 1)
-    hashed = frame.select(
-        entered=pl.col("entered_at"),
-        exited=pl.col("exited_at").fill_null(never),
-        crm=pl.col("crm_closed_at").fill_null(never),
-        open_hash=pl.struct(*columns, pl.lit(False).alias("_crm_closed")).hash(seed=3),
-        crm_closed_hash=pl.struct(*columns, pl.lit(True).alias("_crm_closed")).hash(seed=3),
-        exited_hash=pl.struct(*columns, "exited_at").hash(seed=3),
-    )
-    points = np.array([np.datetime64(o, "us") for o in origins])
-
-    def first_origin_after(instants: pl.Series) -> np.ndarray:
-        # Index of the first origin strictly after the instant (origins at or before it do not see it).
-        return np.searchsorted(points, instants.cast(pl.Datetime("us")).to_numpy(), side="right")
-
-    entered, exited, crm = (first_origin_after(hashed.get_column(c)) for c in ("entered", "exited", "crm"))
-    accumulator = np.zeros(n + 1, dtype=np.uint64)
-    for start, stop, column in [
-        (entered, np.minimum(exited, crm), "open_hash"),
-        (np.maximum(entered, crm), exited, "crm_closed_hash"),
-        (np.maximum(entered, exited), np.full(entered.size, n), "exited_hash"),
-    ]:
-        value = hashed.get_column(column).to_numpy()
-        live = start < stop
-        np.add.at(accumulator, start[live], value[live])
-        np.add.at(accumulator, stop[live], np.uint64(0) - value[live])
+    deals = frame.select(
+        "deal_id", "business_line", "expected_close_date", "amount_reporting", "crm_closed_at", "segment"
+    ).unique("deal_id", keep="first", maintain_order=True)
+    sources: dict[str, pl.DataFrame] = {"spells": frame.select(SPELL_COLUMNS), "fingerprint_deals": deals}
     if amounts is not None:
-        start, stop, value = _amount_spans(frame, amounts, first_origin_after)
-        live = start < stop
-        np.add.at(accumulator, start[live], value[live])
-        np.add.at(accumulator, stop[live], np.uint64(0) - value[live])
-    per_origin = np.cumsum(accumulator[:n], dtype=np.uint64)
-    key = _settings_key(stages, settings)
-    return pl.DataFrame(
-        {
-            "origin_date": [o.date() for o in origins],
-            "input_fingerprint": [f"{int(v):016x}{int(key):016x}" for v in per_origin],
-        },
-        schema={"origin_date": pl.Date, "input_fingerprint": pl.String},
-    )
+        sources["amounts"] = amounts.select(AMOUNT_COLUMNS)
+    with frame_tables(sources) as t:
+        return origin_fingerprints_from_tables(t, stages, origins, settings, amounts is not None)
 
 
 def _amount_rows(amounts: pl.DataFrame) -> pl.DataFrame:
@@ -404,26 +496,6 @@ def _amount_rows(amounts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _amount_spans(spells: pl.DataFrame, amounts: pl.DataFrame, first_origin_after) -> tuple[np.ndarray, ...]:
-    """Per row of the amount history: the first origin that values its deal at it and sees the deal
-    (an origin sees a deal from its first spell on), the first that no longer does (the next row's), and
-    the row's hash."""
-    first_seen = spells.group_by("deal_id").agg(first_entered=pl.col("entered_at").min())
-    rows = _amount_rows(amounts.select(AMOUNT_COLUMNS)).join(
-        first_seen, on="deal_id", how="inner", maintain_order="left"
-    )
-    rows = rows.with_columns(
-        row_hash=pl.struct("deal_id", pl.col("amount_reporting").cast(pl.Float64)).hash(seed=4)
-    )
-    seen = first_origin_after(rows.get_column("first_entered"))
-    # The first row also values the deal at the origins before it (`amounts_known_at`).
-    later = first_origin_after(rows.get_column("known_from"))
-    valid_from = np.where(rows.get_column("is_first").to_numpy(), 0, later)
-    start = np.maximum(seen, valid_from)
-    stop = first_origin_after(rows.get_column("next_from"))
-    return start, stop, rows.get_column("row_hash").to_numpy()
-
-
 @dataclass(frozen=True)
 class BacktestRun:
     rows: pl.DataFrame
@@ -435,20 +507,33 @@ class BacktestRun:
 
 
 def run_backtest(
-    spells: pl.LazyFrame,
+    spells: pl.LazyFrame | Callable[[], pl.LazyFrame],
     stages: pl.DataFrame,
     origins: list[datetime],
     settings: ForecastSettings | None = None,
     previous: pl.DataFrame | None = None,
     amounts: pl.DataFrame | None = None,
+    fingerprints: pl.DataFrame | None = None,
+    won_spells: Callable[[], pl.LazyFrame] | None = None,
 ) -> BacktestRun:
     """The backtest over `origins`, reusing from `previous` (an earlier backtest table) the forecast of
     every origin whose input fingerprint is unchanged. `amounts` (AMOUNT_COLUMNS): the deals' amount
-    history, to value each deal at its amount known at the origin; None: at the spells' amounts."""
+    history, to value each deal at its amount known at the origin; None: at the spells' amounts.
+
+    `fingerprints`: the origins' fingerprints already computed where the spells are
+    (`origin_fingerprints_from_tables` over the warehouse). The spells are then read only if an origin
+    must be computed: `spells` can be a function that reads them, and `won_spells` one that reads the
+    won spells alone, all the actuals need (default: every spell)."""
     settings = settings or ForecastSettings()
-    frame = spells.collect()  # read once, cut many times
-    spells = frame.lazy()
-    fingerprints = origin_fingerprints(frame, stages, origins, settings, amounts)
+    read: list[pl.DataFrame] = []
+
+    def every_spell() -> pl.DataFrame:
+        if not read:  # read once, cut many times
+            read.append((spells if isinstance(spells, pl.LazyFrame) else spells()).collect())
+        return read[0]
+
+    if fingerprints is None:
+        fingerprints = origin_fingerprints(every_spell(), stages, origins, settings, amounts)
     kept = pl.DataFrame(schema=_FORECAST_SCHEMA | {"input_fingerprint": pl.String})
     usable = previous is not None and {*FORECAST_COLUMNS, "input_fingerprint"} <= set(previous.columns)
     if usable and previous.height:
@@ -457,8 +542,10 @@ def run_backtest(
         )
     reused = set(kept.get_column("origin_date").unique().to_list())
     to_compute = [origin for origin in origins if origin.date() not in reused]
-    valued = AmountsAtOrigins(frame, amounts) if amounts is not None and to_compute else None
-    fresh = _forecasts_overlapped(spells, stages, to_compute, settings, valued)
+    fresh: list[pl.DataFrame] = []
+    if to_compute:
+        valued = AmountsAtOrigins(every_spell(), amounts) if amounts is not None else None
+        fresh = _forecasts_overlapped(every_spell().lazy(), stages, to_compute, settings, valued)
     forecasts = pl.concat(
         [
             kept.drop("input_fingerprint"),
@@ -467,7 +554,8 @@ def run_backtest(
     ).join(fingerprints, on="origin_date", how="left")
     if forecasts.height == 0:
         return BacktestRun(pl.DataFrame(), [], [])
-    rows = finish_backtest(forecasts, backtest_actuals(spells, origins))
+    actual_spells = every_spell().lazy() if read or won_spells is None else won_spells()
+    rows = finish_backtest(forecasts, backtest_actuals(actual_spells, origins))
     return BacktestRun(
         rows=rows,
         recomputed=sorted(o.date() for o in origins if o.date() not in reused),

@@ -9,11 +9,17 @@ import duckdb
 import polars as pl
 import pytest
 
-from orchestration.defs.forecast.assets import build_forecast_assets, load_funnel_spells
+from orchestration.defs.forecast.assets import (
+    build_forecast_assets,
+    load_funnel_spells,
+    read_amount_history,
+    warehouse_fingerprints,
+)
 from orchestration.defs.forecast.checks import build_forecast_checks
 from orchestration.partitions import daily_extract_partitions
 from orchestration.resources import WarehouseResource
-from transforms.forecast import cutoff_for
+from transforms.forecast import ForecastSettings, cutoff_for
+from transforms.forecast_backtest import backtest_origins, origin_fingerprints
 from transforms.forecast_history import deal_states_at, forecast_changes
 
 
@@ -230,3 +236,23 @@ def test_daily_backtest_recomputes_only_origins_whose_inputs_changed(generated_w
     _, scratch = run()
     assert corrected.equals(scratch)
     assert not corrected.equals(table)
+
+
+def test_backtest_fingerprints_in_the_warehouse_equal_those_of_the_frame_the_forecast_reads(
+    generated_warehouse,
+):
+    """The backtest fingerprints its origins in DuckDB over the warehouse's relations, without reading
+    the spells. Over the frame the forecast reads (funnel_spells' joins) and the amount history, the same
+    fingerprints come out: both see the same deals, segments (a deal without a client's included) and
+    values."""
+    env, _ = generated_warehouse
+    settings = ForecastSettings()
+    with duckdb.connect(str(env.warehouse_path), read_only=True) as conn:
+        spells, stages = load_funnel_spells(conn)
+        amounts = read_amount_history(conn)
+        first_event_at = spells.select(pl.col("entered_at").min()).collect().item()
+        origins = backtest_origins(first_event_at, _last_extract_date(env), 12, 3)
+        in_warehouse = warehouse_fingerprints(conn, stages, origins, settings)
+    over_frame = origin_fingerprints(spells, stages, origins, settings, amounts)
+    assert len(origins) >= 18 and in_warehouse["input_fingerprint"].n_unique() == len(origins)
+    assert in_warehouse.equals(over_frame)

@@ -26,6 +26,7 @@ from transforms.forecast import (
 )
 from transforms.forecast_backtest import (
     AmountsAtOrigins,
+    _origin_index_sql,
     amounts_known_at,
     backtest,
     backtest_at,
@@ -44,6 +45,7 @@ from transforms.forecast_calibration import (
 )
 from transforms.forecast_chain import absorption_win_probability, stage_win_probabilities
 from transforms.forecast_history import deal_states_at, forecast_changes
+from transforms.sql import frame_tables
 
 STAGES = pl.DataFrame(
     {
@@ -596,6 +598,63 @@ def test_fingerprint_sees_what_an_origin_reads_and_nothing_later(synthetic):
     # Other settings are other inputs.
     other = origin_fingerprints(spells, STAGES, origins, ForecastSettings(simulations=401))
     assert not (other["input_fingerprint"] == base["input_fingerprint"]).any()
+
+
+def test_an_instant_is_seen_by_the_origins_strictly_after_it():
+    """The fingerprints place each instant at the first origin after it (an origin at or before it does
+    not see it); a missing instant (a spell not exited, a deal not closed) is seen by none."""
+    origins = [datetime(2025, m, 1) for m in (1, 2, 3)]
+    instants = pl.DataFrame(
+        {
+            "instant": [
+                datetime(2024, 6, 5),  # before every origin: all see it
+                datetime(2025, 1, 1),  # at the first: the second on
+                datetime(2025, 1, 31, 23, 59),
+                datetime(2025, 3, 1),  # at the last: none
+                datetime(2026, 1, 1),
+                None,
+            ]
+        }
+    )
+    with frame_tables({"instants": instants}) as t:
+        found = t.frame(f"select {_origin_index_sql('instant', origins)} as seen_from from {{instants}}")
+    assert found["seen_from"].to_list() == [0, 1, 1, 3, 3, 3]
+    with pytest.raises(ValueError, match="consecutive month starts"):
+        _origin_index_sql("instant", [datetime(2025, 1, 1), datetime(2025, 3, 1)])
+
+
+def test_a_backtest_that_recomputes_no_origin_reads_only_the_won_spells(synthetic):
+    """With the fingerprints computed where the spells are, a day that changed no origin's inputs reads
+    the won spells (the actuals) and never every spell; the table is the same."""
+    spells, origins = _backtest_inputs(synthetic)
+    first = run_backtest(spells.lazy(), STAGES, origins, FAST)
+    fingerprints = origin_fingerprints(spells, STAGES, origins, FAST)
+
+    def every_spell() -> pl.LazyFrame:
+        raise AssertionError("every spell was read")
+
+    won = spells.filter(pl.col("is_won"))
+    again = run_backtest(
+        every_spell,
+        STAGES,
+        origins,
+        FAST,
+        previous=first.rows,
+        fingerprints=fingerprints,
+        won_spells=won.lazy,
+    )
+    assert again.recomputed == [] and again.rows.equals(first.rows)
+    # A new origin (a month closed) is computed, and so reads them.
+    with pytest.raises(AssertionError, match="every spell was read"):
+        run_backtest(
+            every_spell,
+            STAGES,
+            origins,
+            FAST,
+            previous=first.rows.filter(pl.col("origin_date") < origins[-1].date()),
+            fingerprints=fingerprints,
+            won_spells=won.lazy,
+        )
 
 
 def test_incremental_backtest_reuses_unchanged_origins_and_picks_up_corrections(synthetic):

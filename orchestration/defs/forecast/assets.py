@@ -19,9 +19,17 @@ from transforms.forecast import (
     forecast_as_of,
     funnel_spells,
 )
-from transforms.forecast_backtest import AMOUNT_COLUMNS, backtest_origins, backtest_summary, run_backtest
+from transforms.forecast_backtest import (
+    AMOUNT_COLUMNS,
+    FINGERPRINT_DEALS_SQL,
+    backtest_origins,
+    backtest_summary,
+    origin_fingerprints_from_tables,
+    run_backtest,
+)
 from transforms.forecast_calibration import calibration_at
 from transforms.forecast_history import deal_states_at, forecast_changes
+from transforms.sql import tables
 
 GROUP = "forecast"
 KINDS = {"polars", "duckdb"}
@@ -32,6 +40,13 @@ INPUTS = [
     dg.AssetKey(["staging", "stg_crm__stages"]),
 ]
 AMOUNT_HISTORY = dg.AssetKey(["intermediate", "int_deal_amounts_known"])
+# The relations the backtest's fingerprints read (`origin_fingerprints_from_tables`).
+FINGERPRINT_SOURCES = {
+    "spells": "intermediate.int_deal_stage_spells",
+    "dim_deals": "marts.dim_deals",
+    "dim_clients": "marts.dim_clients",
+    "amounts": "intermediate.int_deal_amounts_known",
+}
 PIPELINE_FORECAST = dg.AssetKey(["marts", "pipeline_forecast"])
 PIPELINE_FORECAST_DEALS = dg.AssetKey(["marts", "pipeline_forecast_deals"])
 FORECAST_BACKTEST = dg.AssetKey(["marts", "forecast_backtest"])
@@ -73,23 +88,36 @@ class BacktestConfig(ForecastConfig):
 
 
 def load_funnel_spells(
-    conn: duckdb.DuckDBPyConnection, deal_ids: pl.DataFrame | None = None
+    conn: duckdb.DuckDBPyConnection, deal_ids: pl.DataFrame | None = None, won_only: bool = False
 ) -> tuple[pl.LazyFrame, pl.DataFrame]:
     """The forecast's input: spells with their deals' attributes, and the stage catalogue. With
-    `deal_ids` (a frame with a deal_id column), only those deals' rows are read."""
+    `deal_ids` (a frame with a deal_id column), only those deals' rows are read; `won_only`: only the
+    spells in a won stage (the backtest's actuals)."""
     stages = read_frame(conn, "staging", "stg_crm__stages")
     view = f"_forecast_deal_ids_{uuid.uuid4().hex[:8]}"
     if deal_ids is not None:
         conn.register(view, deal_ids.select("deal_id").unique().to_arrow())
 
-    def of_deals(schema: str, name: str, columns, order_by=None) -> pl.LazyFrame:
-        where = f"deal_id IN (SELECT deal_id FROM {view})" if deal_ids is not None else None
-        return read_frame(conn, schema, name, columns, where=where, order_by=order_by).lazy()
+    def of_deals(schema: str, name: str, columns, order_by=None, where=None) -> pl.LazyFrame:
+        conditions = [
+            c
+            for c in (where, f"deal_id IN (SELECT deal_id FROM {view})" if deal_ids is not None else None)
+            if c
+        ]
+        return read_frame(
+            conn, schema, name, columns, where=" AND ".join(conditions) or None, order_by=order_by
+        ).lazy()
 
     try:
         # The spells are sorted by DuckDB as they are read: funnel_spells then keeps their order.
         spells = funnel_spells(
-            of_deals("intermediate", "int_deal_stage_spells", SPELL_COLUMNS, order_by=SPELL_ORDER),
+            of_deals(
+                "intermediate",
+                "int_deal_stage_spells",
+                SPELL_COLUMNS,
+                order_by=SPELL_ORDER,
+                where="is_won" if won_only else None,
+            ),
             of_deals("marts", "dim_deals", DEAL_COLUMNS),
             read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
             stages.lazy(),
@@ -99,6 +127,16 @@ def load_funnel_spells(
         if deal_ids is not None:
             conn.unregister(view)
     return spells.lazy(), stages
+
+
+def warehouse_fingerprints(
+    conn: duckdb.DuckDBPyConnection, stages: pl.DataFrame, origins: list, settings: ForecastSettings
+) -> pl.DataFrame:
+    """The backtest origins' input fingerprints, computed in DuckDB over the warehouse's relations
+    (`origin_fingerprints_from_tables`, with the amount history): the spells are not read into Python."""
+    with tables(conn, FINGERPRINT_SOURCES) as t:
+        t.define("fingerprint_deals", FINGERPRINT_DEALS_SQL)
+        return origin_fingerprints_from_tables(t, stages, origins, settings, with_amounts=True)
 
 
 def read_amount_history(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -264,20 +302,28 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         the table was written are taken from it (see input_fingerprint), the others computed."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            spells, stages = load_funnel_spells(conn)
-            first_event_at = spells.select(pl.col("entered_at").min()).collect().item()
+            stages = read_frame(conn, "staging", "stg_crm__stages")
+            first_event_at = conn.sql(
+                "SELECT min(entered_at) FROM intermediate.int_deal_stage_spells "
+                "WHERE deal_id IN (SELECT deal_id FROM marts.dim_deals)"
+            ).fetchall()[0][0]
             origins = (
                 backtest_origins(first_event_at, as_of, config.warmup_months, 3)
                 if first_event_at is not None
                 else []
             )
+            # On a day that changed no origin's inputs, only the won spells (the actuals) are read, not
+            # every spell of the history.
+            fingerprints = warehouse_fingerprints(conn, stages, origins, config.settings())
             run = run_backtest(
-                spells,
+                lambda: load_funnel_spells(conn)[0],
                 stages,
                 origins,
                 config.settings(),
                 previous=read_backtest(conn),
                 amounts=read_amount_history(conn),
+                fingerprints=fingerprints,
+                won_spells=lambda: load_funnel_spells(conn, won_only=True)[0],
             )
             rows = run.rows
             if rows.height == 0:
