@@ -368,6 +368,7 @@ def summarise_run(report: dict, measured: Measured) -> dict:
         "stages": stages,
         "orchestration_seconds": report["run_seconds"] - steps_total,
         "slowest_steps": dict(sorted(durations.items(), key=lambda kv: -kv[1])[:8]),
+        "step_seconds": dict(sorted(durations.items(), key=lambda kv: -kv[1])),
         "dbt": report.get("dbt"),
         "rss_mb_by_step": dict(
             sorted(peak_by_step(report["events"], measured.samples).items(), key=lambda kv: -kv[1][1])[:8]
@@ -493,11 +494,16 @@ def results_markdown(results: dict) -> str:
     lines += ["", "Column sums compared: " + ("all agree." if not problems else "; ".join(problems))]
     lines += [
         "",
-        "## Slowest steps of the full build (s)",
+        "## Slowest steps (s)",
         "",
-        "| step | seconds |",
-        "|---|---:|",
-        *[f"| {step} | {_fmt(s)} |" for step, s in full["slowest_steps"].items()],
+        "| full build | seconds | incremental | seconds |",
+        "|---|---:|---|---:|",
+        *[
+            f"| {a} | {_fmt(x)} | {b} | {_fmt(y)} |"
+            for (a, x), (b, y) in zip(
+                full["slowest_steps"].items(), incr["slowest_steps"].items(), strict=False
+            )
+        ],
         "",
         *dbt_lines(full),
         "## Memory by step of the full build (sampled tree PSS, MB; steps that added most)",

@@ -7,9 +7,9 @@ part: its seconds, and the process's RSS after it and peak so far (MB). The part
 and the amount history, the origins' fingerprints (computed in the warehouse, as the asset does),
 reading the won spells alone (all a day that recomputes no origin reads), preparing the as-of amount
 lookup, then per origin the spells valued at the amounts known at it (`AmountsAtOrigins.spells_at`) and
-the forecast on them (model, scoring, simulation: `backtest_forecast_at`), and last the actuals. `--origins N` computes only
-N origins spread over the backtest's (first, last, and evenly between) to keep a run at SF100 short;
-the per-origin figures are what a full run repeats for each of its origins.
+the forecast on them (model, scoring, simulation: `backtest_forecast_at`), and last the actuals.
+`--origins N` computes only N origins spread over the backtest's (first, last, and evenly between) to
+keep a run at SF100 short; the per-origin figures are what a full run repeats for each of its origins.
 """
 
 from __future__ import annotations

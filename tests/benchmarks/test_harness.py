@@ -149,6 +149,8 @@ def test_results_markdown_has_a_row_per_stage_and_the_ratios(results):
     assert "| full build run / floor | 4.00x | <= 1.5x (SF10) |" in text
     assert "| dim_deals | 100 | 100 | 0 |" in text
     assert "A run failed" not in text
+    # The slowest steps of both runs side by side (the daily run is where the 10 % target is read).
+    assert "| warehouse_dbt_models | 20.0 | warehouse_dbt_models | 6.0 |" in text
 
 
 def test_results_markdown_says_when_a_run_failed(results):
