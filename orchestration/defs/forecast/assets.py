@@ -87,6 +87,9 @@ class BacktestConfig(ForecastConfig):
     judged on a model that has seen only short, early deals."""
 
 
+WON_DEALS = "deal_id IN (SELECT deal_id FROM intermediate.int_deal_stage_spells WHERE is_won)"
+
+
 def load_funnel_spells(
     conn: duckdb.DuckDBPyConnection, deal_ids: pl.DataFrame | None = None, won_only: bool = False
 ) -> tuple[pl.LazyFrame, pl.DataFrame]:
@@ -98,15 +101,11 @@ def load_funnel_spells(
     if deal_ids is not None:
         conn.register(view, deal_ids.select("deal_id").unique().to_arrow())
 
-    def of_deals(schema: str, name: str, columns, order_by=None, where=None) -> pl.LazyFrame:
-        conditions = [
-            c
-            for c in (where, f"deal_id IN (SELECT deal_id FROM {view})" if deal_ids is not None else None)
-            if c
-        ]
-        return read_frame(
-            conn, schema, name, columns, where=" AND ".join(conditions) or None, order_by=order_by
-        ).lazy()
+    chosen = f"deal_id IN (SELECT deal_id FROM {view})" if deal_ids is not None else None
+
+    def of_deals(schema: str, name: str, columns, order_by=None, also: str | None = None) -> pl.LazyFrame:
+        condition = " AND ".join(c for c in (chosen, also) if c) or None
+        return read_frame(conn, schema, name, columns, where=condition, order_by=order_by).lazy()
 
     try:
         # The spells are sorted by DuckDB as they are read: funnel_spells then keeps their order.
@@ -116,9 +115,10 @@ def load_funnel_spells(
                 "int_deal_stage_spells",
                 SPELL_COLUMNS,
                 order_by=SPELL_ORDER,
-                where="is_won" if won_only else None,
+                also="is_won" if won_only else None,
             ),
-            of_deals("marts", "dim_deals", DEAL_COLUMNS),
+            # With won_only, only the won deals' rows (about a tenth of the deals), not every deal.
+            of_deals("marts", "dim_deals", DEAL_COLUMNS, also=WON_DEALS if won_only else None),
             read_frame(conn, "marts", "dim_clients", ("client_id", "segment")).lazy(),
             stages.lazy(),
             spells_sorted=True,
