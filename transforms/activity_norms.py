@@ -179,8 +179,8 @@ def materialize_decided_deal_stages(
     x open stage x activity type rows ('(all)' included) with activities, hours and days in the stage."""
     reach = materialize_deal_facts(t, as_of, stages)
     define_activity_facts(t, as_of, settings)
-    # One read of the activities (a staging view: each read re-ranks all their versions).
-    t.materialize("effort", "select deal_id, activity_type, occurred_at, hours from {effort}")
+    # The activities are a table (staging.stg_crm__activities): read where used, the decided deals' alone
+    # for their effort, not copied whole first.
     t.materialize("activity_types", "select distinct activity_type from {effort}")
     watched = end_of_day_literal(as_of)
     t.materialize("decided_reach", _decided_reach_sql(reach, months_before(as_of, settings.window_months)))
