@@ -175,8 +175,11 @@ def materialize_decided_deal_stages(
 ) -> str:
     """Temporary tables `{activity_types}` (of the activities up to the as-of date), `{decided}` (decided
     deal x open stage, with line, segment, owner, outcome and days in the stage) and `{stage_effort}`
-    (their activities and hours per activity type and '(all)'), and returns the SQL of the decided deal
-    x open stage x activity type rows ('(all)' included) with activities, hours and days in the stage."""
+    (their activities and effort per activity type and '(all)'), and returns the SQL of the decided deal
+    x open stage x activity type rows ('(all)' included) with activities, effort and days in the stage.
+    Effort is in whole seconds (`seconds`: each activity's hours x 3600, rounded; logged minutes and the
+    configured hours give whole seconds), so its sums are exact integers and come out the same on every
+    run, whatever order DuckDB's threads add them in."""
     reach = materialize_deal_facts(t, as_of, stages)
     define_activity_facts(t, as_of, settings)
     # The activities are a table (staging.stg_crm__activities): read where used, the decided deals' alone
@@ -210,13 +213,15 @@ def materialize_decided_deal_stages(
         "stage_effort",
         f"""
         with per_type as (
-            select deal_id, stage_id, activity_type, count(*) as activities, fsum(hours) as hours
+            select deal_id, stage_id, activity_type, count(*) as activities,
+                sum(cast(round(hours * 3600) as bigint)) as seconds
             from ({activities_in_stays_sql(effort="{decided_effort}")})
             group by deal_id, stage_id, activity_type
         )
         select * from per_type
         union all
-        select deal_id, stage_id, '{ALL}' as activity_type, cast(sum(activities) as bigint), fsum(hours)
+        select deal_id, stage_id, '{ALL}' as activity_type, cast(sum(activities) as bigint),
+            cast(sum(seconds) as bigint)
         from per_type
         group by deal_id, stage_id
         """,
@@ -226,7 +231,7 @@ def materialize_decided_deal_stages(
         select decided.deal_id, decided.business_line, decided.segment, decided.owner_id,
             decided.stage_id, decided.stage_number, decided.outcome, types.activity_type,
             coalesce(stage_effort.activities, 0) as activities,
-            coalesce(stage_effort.hours, 0.0) as hours,
+            coalesce(stage_effort.seconds, 0) as seconds,
             decided.days_in_stage
         from {{decided}} as decided
         cross join (select activity_type from {{activity_types}} union all select '{ALL}') as types
@@ -251,6 +256,20 @@ _LEVEL_LABELS = f"""
 """
 
 
+def _exact_sd_sql(column: str) -> str:
+    """The sample standard deviation of an integer column, from its exact (HUGEINT) sums: the same on
+    every run, which DuckDB's `stddev_samp` over a parallel aggregation of doubles is not (its last
+    digits moved with the order the threads combined their parts), and exact up to the final rounding.
+    Null below two rows, as `stddev_samp`."""
+    n = "count(*)"
+    total = f"sum(cast({column} as hugeint))"
+    squares = f"sum(cast({column} as hugeint) * {column})"
+    return (
+        f"case when {n} > 1 then "
+        f"sqrt(cast({n} * {squares} - {total} * {total} as double) / ({n} * ({n} - 1))) end"
+    )
+
+
 def _group_stats(t: Tables, deal_rows: str) -> pl.LazyFrame:
     """Per business line x stage x activity type, and the same per segment, per owner and per both
     ('(all)' where a level is not split): decided deals, sums, standard deviations and outcome means,
@@ -263,13 +282,13 @@ def _group_stats(t: Tables, deal_rows: str) -> pl.LazyFrame:
                 count(*) filter (where outcome = 'advanced') as advanced_deal_count,
                 count(*) filter (where outcome = 'lost') as lost_deal_count,
                 cast(sum(activities) as bigint) as activities_sum,
-                stddev_samp(activities) as activities_sd,
-                fsum(hours) as hours_sum,
-                stddev_samp(hours) as hours_sd,
+                {_exact_sd_sql("activities")} as activities_sd,
+                cast(sum(seconds) as double) / 3600 as hours_sum,
+                {_exact_sd_sql("seconds")} / 3600 as hours_sd,
                 avg(activities) filter (where outcome = 'advanced') as activities_per_advanced_deal,
                 avg(activities) filter (where outcome = 'lost') as activities_per_lost_deal,
-                avg(hours) filter (where outcome = 'advanced') as hours_per_advanced_deal,
-                avg(hours) filter (where outcome = 'lost') as hours_per_lost_deal
+                avg(seconds) filter (where outcome = 'advanced') / 3600 as hours_per_advanced_deal,
+                avg(seconds) filter (where outcome = 'lost') / 3600 as hours_per_lost_deal
             from ({deal_rows})
             group by {_levels("business_line, stage_id, activity_type")}
         ),
