@@ -18,6 +18,7 @@ Activities (hours: the logged minutes, else call 0.25 / email 0.1):
 Owner C is active in line sw and has no deal and no activity.
 """
 
+import statistics
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -34,6 +35,7 @@ from transforms.action_plan import (
 from transforms.activity_norms import (
     STAYS_SQL,
     NormSettings,
+    _exact_sd_sql,
     activities_in_stays_sql,
     activity_effort,
     activity_norms,
@@ -436,3 +438,24 @@ def test_an_activity_after_two_stage_changes_at_one_instant_belongs_to_the_later
     # lead [3, 3): one gap of 0; proposal [3, 7) with activities at 3 and 5: 0, 2, 2.
     by_stage = gaps.group_by("stage_id").agg(pl.col("gap_days").sort()).sort("stage_id")
     assert by_stage.rows() == [("lead", [0.0]), ("proposal", [0.0, 2.0, 2.0])]
+
+
+def test_norm_deviations_come_from_exact_sums():
+    """The norms' standard deviations come from exact integer sums of whole seconds (so every run gives
+    the same figures): a group of equal efforts gives exactly 0 (7-minute calls, 0.11666... h), others
+    the textbook sample deviation to the last digit, and a single row none (as stddev_samp)."""
+    groups = pl.DataFrame(
+        {
+            "grp": ["equal"] * 4 + ["varied"] * 5 + ["single"],
+            "seconds": [420] * 4 + [0, 420, 3600, 5400, 900] + [1800],
+        }
+    )
+    with frame_tables({"rows": groups}) as t:
+        found = dict(
+            t.frame(
+                f"select grp, {_exact_sd_sql('seconds')} / 3600 as sd from {{rows}} group by grp"
+            ).iter_rows()
+        )
+    assert found["equal"] == 0.0
+    assert found["varied"] == pytest.approx(statistics.stdev([0, 420 / 3600, 1.0, 1.5, 0.25]), rel=1e-15)
+    assert found["single"] is None
