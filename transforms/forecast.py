@@ -59,6 +59,7 @@ from transforms.forecast_chain import (
     stage_win_probabilities,
     transitions_known_at,
 )
+from transforms.funnel import UNKNOWN_SEGMENT
 
 DAY_US = 86_400e6
 TOTAL = "all"
@@ -181,7 +182,7 @@ def funnel_spells(
         .join(segments, on="client_id", how="left", maintain_order=order)
         .join(crm, on=["pipeline_id", "stage_id"], how="left", maintain_order=order)
         .with_columns(
-            segment=pl.col("segment").fill_null("unknown"),
+            segment=pl.col("segment").fill_null(UNKNOWN_SEGMENT),
             from_stage_days=_days_between("from_entered_at", "entered_at"),
         )
         .drop("client_id")

@@ -56,6 +56,7 @@ from transforms.forecast import (
 )
 from transforms.forecast_calibration import calibration_by_origin, calibration_score, widened
 from transforms.forecast_chain import exact_sum
+from transforms.funnel import UNKNOWN_SEGMENT
 from transforms.sql import Tables, frame_tables
 
 HORIZONS = (1, 3)
@@ -329,15 +330,15 @@ def _settings_key(stages: pl.DataFrame, settings: ForecastSettings) -> np.uint64
     return np.uint64((int(label) + int(catalogue.sum(dtype=np.uint64))) % 2**64)
 
 
-FINGERPRINT_DEALS_SQL = """
+FINGERPRINT_DEALS_SQL = f"""
     select deals.deal_id, deals.business_line, deals.expected_close_date, deals.amount_reporting,
-        deals.crm_closed_at, coalesce(clients.segment, 'unknown') as segment
-    from {dim_deals} as deals
-    left join {dim_clients} as clients on deals.client_id = clients.client_id
+        deals.crm_closed_at, coalesce(clients.segment, '{UNKNOWN_SEGMENT}') as segment
+    from {{dim_deals}} as deals
+    left join {{dim_clients}} as clients on deals.client_id = clients.client_id
 """
 """`{fingerprint_deals}` over the warehouse: one row per deal with what the forecast reads of it and of
-its client (the joins of `transforms.forecast.funnel_spells`: a deal without a client is in segment
-'unknown')."""
+its client (the joins of `transforms.forecast.funnel_spells`: a deal without a client is in
+UNKNOWN_SEGMENT)."""
 
 
 def _origin_index_sql(instant: str, origins: list[datetime]) -> str:
@@ -512,7 +513,7 @@ def run_backtest(
     origins: list[datetime],
     settings: ForecastSettings | None = None,
     previous: pl.DataFrame | None = None,
-    amounts: pl.DataFrame | None = None,
+    amounts: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
     fingerprints: pl.DataFrame | None = None,
     won_spells: Callable[[], pl.LazyFrame] | None = None,
 ) -> BacktestRun:
@@ -521,9 +522,9 @@ def run_backtest(
     history, to value each deal at its amount known at the origin; None: at the spells' amounts.
 
     `fingerprints`: the origins' fingerprints already computed where the spells are
-    (`origin_fingerprints_from_tables` over the warehouse). The spells are then read only if an origin
-    must be computed: `spells` can be a function that reads them, and `won_spells` one that reads the
-    won spells alone, all the actuals need (default: every spell)."""
+    (`origin_fingerprints_from_tables` over the warehouse). The spells and the amount history are then
+    read only if an origin must be computed: `spells` and `amounts` can be functions that read them, and
+    `won_spells` one that reads the won spells alone, all the actuals need (default: every spell)."""
     settings = settings or ForecastSettings()
     read: list[pl.DataFrame] = []
 
@@ -532,8 +533,11 @@ def run_backtest(
             read.append((spells if isinstance(spells, pl.LazyFrame) else spells()).collect())
         return read[0]
 
+    def amount_history() -> pl.DataFrame | None:
+        return amounts if amounts is None or isinstance(amounts, pl.DataFrame) else amounts()
+
     if fingerprints is None:
-        fingerprints = origin_fingerprints(every_spell(), stages, origins, settings, amounts)
+        fingerprints = origin_fingerprints(every_spell(), stages, origins, settings, amount_history())
     kept = pl.DataFrame(schema=_FORECAST_SCHEMA | {"input_fingerprint": pl.String})
     usable = previous is not None and {*FORECAST_COLUMNS, "input_fingerprint"} <= set(previous.columns)
     if usable and previous.height:
@@ -544,7 +548,8 @@ def run_backtest(
     to_compute = [origin for origin in origins if origin.date() not in reused]
     fresh: list[pl.DataFrame] = []
     if to_compute:
-        valued = AmountsAtOrigins(every_spell(), amounts) if amounts is not None else None
+        history = amount_history()
+        valued = AmountsAtOrigins(every_spell(), history) if history is not None else None
         fresh = _forecasts_overlapped(every_spell().lazy(), stages, to_compute, settings, valued)
     forecasts = pl.concat(
         [

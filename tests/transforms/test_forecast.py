@@ -625,13 +625,16 @@ def test_an_instant_is_seen_by_the_origins_strictly_after_it():
 
 def test_a_backtest_that_recomputes_no_origin_reads_only_the_won_spells(synthetic):
     """With the fingerprints computed where the spells are, a day that changed no origin's inputs reads
-    the won spells (the actuals) and never every spell; the table is the same."""
+    the won spells (the actuals), and never every spell nor the amount history; the table is the same."""
     spells, origins = _backtest_inputs(synthetic)
     first = run_backtest(spells.lazy(), STAGES, origins, FAST)
     fingerprints = origin_fingerprints(spells, STAGES, origins, FAST)
 
     def every_spell() -> pl.LazyFrame:
         raise AssertionError("every spell was read")
+
+    def amount_history() -> pl.DataFrame:
+        raise AssertionError("the amount history was read")
 
     won = spells.filter(pl.col("is_won"))
     again = run_backtest(
@@ -640,6 +643,7 @@ def test_a_backtest_that_recomputes_no_origin_reads_only_the_won_spells(syntheti
         origins,
         FAST,
         previous=first.rows,
+        amounts=amount_history,
         fingerprints=fingerprints,
         won_spells=won.lazy,
     )

@@ -313,7 +313,7 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 else []
             )
             # On a day that changed no origin's inputs, only the won spells (the actuals) are read, not
-            # every spell of the history.
+            # every spell of the history nor the amount history.
             fingerprints = warehouse_fingerprints(conn, stages, origins, config.settings())
             run = run_backtest(
                 lambda: load_funnel_spells(conn)[0],
@@ -321,7 +321,7 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 origins,
                 config.settings(),
                 previous=read_backtest(conn),
-                amounts=read_amount_history(conn),
+                amounts=lambda: read_amount_history(conn),
                 fingerprints=fingerprints,
                 won_spells=lambda: load_funnel_spells(conn, won_only=True)[0],
             )
