@@ -67,12 +67,16 @@ from transforms.activity_norms import (
     define_effort,
     months_before,
 )
+from transforms.exact import exact_sum
 from transforms.funnel import ALL, DEALS_SQL, EVENTS_SQL, days_sql, materialize_deal_facts
 from transforms.sql import Tables, date_literal, end_of_day_literal, frame_tables, timestamp_literal
 
 UNASSIGNED = "(unassigned)"
 _LINE_SEGMENT = ["business_line", "segment"]
 _STAGE = ["business_line", "segment", "stage_id"]
+PLAN_SCALE = 1e12
+"""The plan's float sums (deals, hours, activities) are exact to 1e-12 (`transforms.exact`): a re-run on the
+same data gives the same plan to the last bit, and a republished plan changes only where it did."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def weekly_requirements(requirements: pl.LazyFrame, stage_days: pl.LazyFrame) ->
     entering = (
         per_day.with_columns(week_start=pl.col("entry_day").dt.truncate("1w"))
         .group_by(keys)
-        .agg(deals_entering=pl.col("deals_per_day").sum())
+        .agg(deals_entering=exact_sum(pl.col("deals_per_day"), PLAN_SCALE))
     )
     work = (
         per_day.with_columns(offset=pl.int_ranges(0, "work_days"))
@@ -135,7 +139,7 @@ def weekly_requirements(requirements: pl.LazyFrame, stage_days: pl.LazyFrame) ->
             share=pl.col("deals_per_day") / pl.col("work_days"),
         )
         .group_by(keys)
-        .agg(deal_work=pl.col("share").sum())
+        .agg(deal_work=exact_sum(pl.col("share"), PLAN_SCALE))
     )
     return entering.join(work, on=keys, how="full", coalesce=True).with_columns(
         pl.col("deals_entering", "deal_work").fill_null(0.0)
@@ -201,19 +205,20 @@ def owner_throughput(
         effort.filter(pl.col("owner_id").is_not_null())
         .with_columns(week_start=pl.col("occurred_at").dt.date().dt.truncate("1w"))
         .group_by("owner_id", "week_start")
-        .agg(hours=pl.col("hours").sum(), activities=pl.len())
+        .agg(hours=exact_sum(pl.col("hours"), 3600.0), activities=pl.len())
     )
     return throughput_from_weeks(weekly, owners, as_of, settings)
 
 
 WEEKLY_EFFORT_SQL = """
-    select owner_id, cast(date_trunc('week', occurred_at) as date) as week_start, fsum(hours) as hours,
-        count(*) as activities
+    select owner_id, cast(date_trunc('week', occurred_at) as date) as week_start,
+        cast(sum(cast(round(hours * 3600) as bigint)) as double) / 3600 as hours, count(*) as activities
     from {effort}
     where owner_id is not null
     group by owner_id, week_start
 """
-"""Hours and activities per owner x week (Monday) from `{effort}`: the input of `throughput_from_weeks`."""
+"""Hours and activities per owner x week (Monday) from `{effort}`: the input of `throughput_from_weeks`.
+Hours are summed in whole seconds (an activity's effort is whole seconds), exactly."""
 
 
 def throughput_from_weeks(
@@ -270,9 +275,10 @@ def segment_value_per_hour(
         .join(team_hours, on=_STAGE, how="left")
         .group_by(_LINE_SEGMENT)
         .agg(
-            hours_per_lead=(
-                pl.col("deals_needed") / pl.col("leads_needed") * pl.col("hours_per_deal").fill_null(0.0)
-            ).sum()
+            hours_per_lead=exact_sum(
+                pl.col("deals_needed") / pl.col("leads_needed") * pl.col("hours_per_deal").fill_null(0.0),
+                PLAN_SCALE,
+            )
         )
         .join(value_per_lead, on=_LINE_SEGMENT, how="left")
         .with_columns(
@@ -290,8 +296,8 @@ def owner_week_load(rows: pl.LazyFrame, capacity: pl.LazyFrame, settings: PlanSe
         rows.filter(pl.col("activity_type") == ALL)
         .group_by("owner_id", "business_line", "week_start")
         .agg(
-            week_planned_hours=pl.col("planned_hours").sum(),
-            week_planned_activities=pl.col("planned_activities").sum(),
+            week_planned_hours=exact_sum(pl.col("planned_hours"), PLAN_SCALE),
+            week_planned_activities=exact_sum(pl.col("planned_activities"), PLAN_SCALE),
         )
         .join(capacity, on="owner_id", how="left")
     )
@@ -323,9 +329,14 @@ def owner_week_load(rows: pl.LazyFrame, capacity: pl.LazyFrame, settings: PlanSe
             ),
         )
         .with_columns(
-            team_excess=pl.col("excess_hours").sum().over(line_week),
-            team_spare=pl.col("spare_hours").sum().over(line_week),
-            receiver_rank=pl.col("spare_hours").rank("ordinal", descending=True).over(line_week),
+            team_excess=exact_sum(pl.col("excess_hours"), PLAN_SCALE).over(line_week),
+            team_spare=exact_sum(pl.col("spare_hours"), PLAN_SCALE).over(line_week),
+            # the owner with the most spare hours, the first by id among equals (whatever the rows' order)
+            top_receiver=pl.when(pl.col("spare_hours") > 0)
+            .then("owner_id")
+            .sort_by("spare_hours", "owner_id", descending=[True, False])
+            .first()
+            .over(line_week),
         )
         .with_columns(
             shift_to_owners_hours=pl.when(pl.col("team_excess") > 0)
@@ -338,17 +349,12 @@ def owner_week_load(rows: pl.LazyFrame, capacity: pl.LazyFrame, settings: PlanSe
                 pl.col("spare_hours") * pl.min_horizontal(1.0, pl.col("team_excess") / pl.col("team_spare"))
             )
             .otherwise(0.0),
-            top_receiver=pl.when((pl.col("receiver_rank") == 1) & (pl.col("spare_hours") > 0)).then(
-                "owner_id"
-            ),
         )
         .with_columns(
-            shift_to_owner_id=pl.when(pl.col("shift_to_owners_hours") > 0).then(
-                pl.col("top_receiver").drop_nulls().first().over(line_week)
-            ),
+            shift_to_owner_id=pl.when(pl.col("shift_to_owners_hours") > 0).then(pl.col("top_receiver")),
             unabsorbed_excess_hours=pl.col("excess_hours") - pl.col("shift_to_owners_hours"),
         )
-        .drop("team_excess", "team_spare", "receiver_rank", "top_receiver", "spare_hours")
+        .drop("team_excess", "team_spare", "top_receiver", "spare_hours")
     )
 
 
@@ -358,7 +364,7 @@ def _segment_shifts(rows: pl.LazyFrame, owner_weeks: pl.LazyFrame, value: pl.Laz
     owner_segments = (
         rows.filter((pl.col("activity_type") == ALL) & (pl.col("planned_hours") > 0))
         .group_by("owner_id", "week_start", *_LINE_SEGMENT)
-        .agg(segment_hours=pl.col("planned_hours").sum())
+        .agg(segment_hours=exact_sum(pl.col("planned_hours"), PLAN_SCALE))
         .join(value.select(*_LINE_SEGMENT, "value_per_hour_reporting"), on=_LINE_SEGMENT, how="left")
         .filter(pl.col("value_per_hour_reporting").is_not_null())
         .sort("value_per_hour_reporting", "segment")

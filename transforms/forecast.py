@@ -51,11 +51,11 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from transforms.exact import exact_sum
 from transforms.forecast_calibration import log_variance_for, widened
 from transforms.forecast_chain import (
     PROBABILITY_SCALE,
     age_factors,
-    exact_sum,
     stage_win_probabilities,
     transitions_known_at,
 )
@@ -110,7 +110,7 @@ class ForecastResult:
     deals: pl.DataFrame
 
 
-MONEY_SCALE = 100.0  # cents: money sums are exact (see forecast_chain.exact_sum)
+MONEY_SCALE = 100.0  # cents: money sums are exact (see transforms.exact)
 
 
 def _days_since(column: str, cutoff_at: datetime) -> pl.Expr:

@@ -37,6 +37,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from transforms.exact import exact_sum
 from transforms.forecast import (
     MONEY_SCALE,
     SPELL_COLUMNS,
@@ -55,7 +56,6 @@ from transforms.forecast import (
     won_deals,
 )
 from transforms.forecast_calibration import calibration_by_origin, calibration_score, widened
-from transforms.forecast_chain import exact_sum
 from transforms.funnel import UNKNOWN_SEGMENT
 from transforms.sql import Tables, frame_tables
 

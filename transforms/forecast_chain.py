@@ -20,17 +20,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from transforms.exact import exact_sum
+
 WON, LOST = "won", "lost"
 PROBABILITY_SCALE = 1e12
-
-
-def exact_sum(expr: pl.Expr, scale: float) -> pl.Expr:
-    """Sum of `expr` rounded to 1/scale, the same bit for bit on every run.
-
-    A float sum in a group-by is combined from per-thread partial sums in whatever order the threads
-    finish, so its last bits wander; a sum of integers is exact in any order. Probabilities use
-    PROBABILITY_SCALE (1e-12), money cents."""
-    return (expr * scale).round().cast(pl.Int64).sum() / scale
 
 
 def transitions_known_at(spells: pl.LazyFrame, cutoff_at, window_start_at) -> pl.LazyFrame:

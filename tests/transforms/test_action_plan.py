@@ -21,8 +21,10 @@ Owner C is active in line sw and has no deal and no activity.
 import statistics
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from transforms.action_plan import (
     PlanSettings,
@@ -357,6 +359,56 @@ def test_throughput_statuses_and_shifts_between_owners():
         0.0,
     )
     assert y["shift_from_owners_hours"] == pytest.approx(5.0)
+
+
+def test_the_weekly_load_is_the_same_whatever_the_order_of_its_rows():
+    """Two runs on the same data give the same owner weeks to the last bit, however the joins before them
+    ordered the rows: the sums are exact, and between receivers with equal spare hours the first by id
+    gets the shift. P and Q plan the same hours (so equal spare); R is overloaded."""
+    rng = np.random.default_rng(7)
+    weeks = [date(2026, 3, 2) + timedelta(weeks=i) for i in range(4)]
+    shared = rng.uniform(0.0, 0.05, size=(len(weeks), 150))
+    rows = []
+    for w, week in enumerate(weeks):
+        for owner, hours in (("P", shared[w]), ("Q", shared[w]), ("R", rng.uniform(0.0, 0.2, 150))):
+            rows += [(owner, "sw", week, "(all)", float(h), float(h) / 3) for h in hours]
+    frame = pl.DataFrame(
+        rows,
+        schema=[
+            "owner_id",
+            "business_line",
+            "week_start",
+            "activity_type",
+            "planned_hours",
+            "planned_activities",
+        ],
+        orient="row",
+    )
+    capacity = pl.LazyFrame(
+        {
+            "owner_id": ["P", "Q", "R"],
+            "capacity_hours_per_week": [10.0, 10.0, 5.0],
+            "capacity_activities_per_week": [5.0, 5.0, 2.0],
+        }
+    )
+
+    def load(rows: pl.DataFrame) -> pl.DataFrame:
+        return owner_week_load(rows.lazy(), capacity, PlanSettings()).collect().sort("owner_id", "week_start")
+
+    first = load(frame)
+    for seed in range(3):
+        assert_frame_equal(load(frame.sample(fraction=1.0, shuffle=True, seed=seed)), first, check_exact=True)
+    r = first.filter(pl.col("owner_id") == "R")
+    assert (r["shift_to_owners_hours"] > 0).all()
+    assert r["shift_to_owner_id"].to_list() == ["P"] * len(weeks)
+    assert r["week_planned_hours"].to_list() == pytest.approx(
+        frame.filter(pl.col("owner_id") == "R")
+        .group_by("week_start")
+        .agg(pl.col("planned_hours").sum())
+        .sort("week_start")["planned_hours"]
+        .to_list(),
+        rel=1e-12,
+    )
 
 
 def test_deals_needing_action_by_hand():
