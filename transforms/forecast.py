@@ -56,12 +56,19 @@ from transforms.forecast_calibration import log_variance_for, widened
 from transforms.forecast_chain import (
     PROBABILITY_SCALE,
     age_factors,
+    age_factors_from_tables,
     stage_win_probabilities,
     transitions_known_at,
 )
 from transforms.funnel import UNKNOWN_SEGMENT
+from transforms.sql import Tables, timestamp_literal
 
 DAY_US = 86_400e6
+DAYS_PER_US = 1 / DAY_US
+"""Durations in days are microseconds x DAYS_PER_US, a multiplication: Polars divides a column by a
+scalar as a multiplication by its reciprocal, except in a chunk of one row, where it divides, so the same
+stay could come out one bit apart depending on how its frame was cut. The SQL twins multiply by the same
+number (`repr(DAYS_PER_US)`)."""
 TOTAL = "all"
 _GROUP_STRIDE = 1e7  # days; longer than any stay, so group * stride + stay sorts by group then stay
 
@@ -114,11 +121,11 @@ MONEY_SCALE = 100.0  # cents: money sums are exact (see transforms.exact)
 
 
 def _days_since(column: str, cutoff_at: datetime) -> pl.Expr:
-    return (pl.col(column) - pl.lit(cutoff_at)).dt.total_microseconds() / DAY_US
+    return (pl.col(column) - pl.lit(cutoff_at)).dt.total_microseconds() * DAYS_PER_US
 
 
 def _days_between(start: str, end: str) -> pl.Expr:
-    return (pl.col(end) - pl.col(start)).dt.total_microseconds() / DAY_US
+    return (pl.col(end) - pl.col(start)).dt.total_microseconds() * DAYS_PER_US
 
 
 SPELL_ORDER = ["deal_id", "entered_at", "stage_id"]
@@ -193,6 +200,19 @@ def funnel_spells(
     return joined if spells_sorted else joined.sort(SPELL_ORDER)
 
 
+def window_deals_sql(cutoff_at: datetime, settings: ForecastSettings) -> str:
+    """SQL over `{spells}` (int_deal_stage_spells): the deals the forecast at `cutoff_at` reads beyond its
+    age factors and segments (`learn_funnel_model` with `history`): those with a spell entered in the
+    training window or later, or a stay that lasts into it or is still open. A deal closed before the
+    window counts only in the age factors."""
+    window_start = timestamp_literal(cutoff_at - timedelta(days=settings.training_window_days))
+    return f"""
+        select distinct deal_id from {{spells}}
+        where entered_at >= {window_start} or exited_at >= {window_start}
+            or (exited_at is null and not is_terminal)
+    """
+
+
 def spells_known_at(spells: pl.LazyFrame, cutoff_at: datetime) -> pl.LazyFrame:
     """The spells as they looked at `cutoff_at`: later spells dropped, a stay still going on reopened.
 
@@ -252,23 +272,39 @@ for the marts, which mostly run in DuckDB, it made no difference, so it is used 
 
 
 def learn_funnel_model(
-    known_spells: pl.LazyFrame, stages: pl.DataFrame, cutoff_at: datetime, settings: ForecastSettings
+    known_spells: pl.LazyFrame,
+    stages: pl.DataFrame,
+    cutoff_at: datetime,
+    settings: ForecastSettings,
+    history: Tables | None = None,
 ) -> FunnelModel:
-    """Learn the chain, age factors, timing pools, deal sizes and inflow from spells before the cutoff."""
+    """Learn the chain, age factors, timing pools, deal sizes and inflow from spells before the cutoff.
+
+    Only the age factors and the list of segments read the whole history; the rest reads the training
+    window, and the deals of its spells. `history`: `{forecast_spells}` bound to every spell
+    (`transforms.forecast_chain.AGE_SPELL_COLUMNS`), for the age factors and the segments, when
+    `known_spells` holds only the deals the window needs (`window_deals_sql`); by default both come from
+    `known_spells`."""
     window_start = cutoff_at - timedelta(days=settings.training_window_days)
     transitions = transitions_known_at(known_spells, cutoff_at, window_start).collect(engine=LEARNING_ENGINE)
-    segments = sorted(
-        known_spells.select(pl.col("segment").unique()).collect(engine=LEARNING_ENGINE).get_column("segment")
-    )
+    if history is None:
+        segments = known_spells.select(pl.col("segment").unique()).collect(engine=LEARNING_ENGINE)
+    else:
+        known = f"entered_at < {timestamp_literal(cutoff_at)}"
+        segments = history.frame(f"select distinct segment from {{forecast_spells}} where {known}")
+    segments = sorted(segments.get_column("segment"))
     stage_win = stage_win_probabilities(transitions, stages, segments, settings.segment_prior_strength)
-    age = age_factors(
-        _stays(known_spells, cutoff_at),
+    age_args = (
         stage_win.lazy().filter(pl.col("segment") == TOTAL),
         cutoff_at,
         settings.age_bucket_edges,
         settings.age_follow_up_days,
         settings.age_prior_strength,
-    ).collect(engine=LEARNING_ENGINE)
+    )
+    if history is None:
+        age = age_factors(known_spells, *age_args)
+    else:
+        age = age_factors_from_tables(history, *age_args)
 
     won = won_deals(known_spells, window_start, cutoff_at)
     timing = (
@@ -399,27 +435,6 @@ def win_odds_volatility(known_spells: pl.LazyFrame, window_start: datetime, cuto
         ]
     )
     return float(np.sqrt(max(float((excess * weights).sum() / weights.sum()), 0.0)))
-
-
-def _stays(known_spells: pl.LazyFrame, cutoff_at: datetime) -> pl.LazyFrame:
-    """Every stay in an open stage known at the cutoff, finished (with its next state) or still going.
-
-    The whole known history, not the training window: how stalling deals end is slow to observe."""
-    finished = transitions_known_at(known_spells, cutoff_at, datetime.min).select(
-        "business_line",
-        "from_stage_id",
-        "stay_start_at",
-        pl.col("from_stage_days").alias("stay_days"),
-        "to_state",
-    )
-    ongoing = open_deals_at(known_spells, cutoff_at).select(
-        "business_line",
-        pl.col("stage_id").alias("from_stage_id"),
-        pl.col("entered_at").alias("stay_start_at"),
-        pl.lit(None, dtype=pl.Float64).alias("stay_days"),
-        pl.lit(None, dtype=pl.String).alias("to_state"),
-    )
-    return pl.concat([finished, ongoing])
 
 
 def _new_lead_rates(
@@ -958,7 +973,7 @@ def naive_by_month(
                 (
                     pl.col("expected_close_date").cast(pl.Datetime("us")) - pl.lit(cutoff_at)
                 ).dt.total_microseconds()
-                / DAY_US
+                * DAYS_PER_US
             ).fill_null(0.0)
         )
         .to_series()
@@ -1079,17 +1094,20 @@ def forecast_as_of(
     horizon_quarters: int = 2,
     settings: ForecastSettings | None = None,
     calibration: Mapping[int, float] | None = None,
+    history: Tables | None = None,
 ) -> ForecastResult:
     """The live forecast: the funnel at the end of `as_of_date`, the months and quarters from its
     quarter through `horizon_quarters` quarters, and the per-deal table.
 
     `spells` is `funnel_spells(...)`; only its rows before the cutoff are read. `calibration`: the
     extra log-variance per backtest horizon in months (`forecast_calibration.calibration_at` over the
-    backtest table), {} or None for the range as simulated."""
+    backtest table), {} or None for the range as simulated. `history`: every spell, bound as
+    `{forecast_spells}`, when `spells` holds only the deals of `window_deals_sql` (`learn_funnel_model`):
+    the same forecast without reading the whole history into memory."""
     settings = settings or ForecastSettings()
     cutoff_at = cutoff_for(as_of_date)
     known = spells_known_at(spells, cutoff_at)
-    model = learn_funnel_model(known, stages, cutoff_at, settings)
+    model = learn_funnel_model(known, stages, cutoff_at, settings, history)
     scored = score_open_deals(open_deals_at(known, cutoff_at), model, settings).collect()
     periods, edges = forecast_periods(cutoff_at, horizon_quarters)
     sim = simulate(scored, model, edges, seed_for(cutoff_at), settings)

@@ -61,7 +61,7 @@ from transforms.sql import Tables, frame_tables
 
 HORIZONS = (1, 3)
 METHODS = ("learned", "naive", "naive_unphased")
-MODEL_VERSION = "2026-11-28.2"
+MODEL_VERSION = "2026-12-08.1"
 """Part of every origin's fingerprint: bump it when a code change moves the backtest's figures, so the
 origins kept in the table are recomputed."""
 

@@ -17,10 +17,13 @@ reopened deal re-enters the open pipeline as a new open deal.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
 import polars as pl
 
 from transforms.exact import exact_sum
+from transforms.sql import Tables, frame_tables, timestamp_literal
 
 WON, LOST = "won", "lost"
 PROBABILITY_SCALE = 1e12
@@ -155,14 +158,50 @@ def stage_win_probabilities(
     )
 
 
-def age_factors(
-    stays: pl.LazyFrame,
+AGE_SPELL_COLUMNS = [
+    "business_line",
+    "segment",
+    "from_stage_id",
+    "stage_id",
+    "is_won",
+    "is_lost",
+    "is_terminal",
+    "entered_at",
+    "exited_at",
+    "entry_direction",
+    "from_entered_at",
+    "from_stage_days",
+    "crm_closed_at",
+]
+"""What the age factors read of `{forecast_spells}` (the columns of `transforms.forecast.funnel_spells`)."""
+
+
+def _age_stays_sql(cutoff: str) -> str:
+    """Every stay in an open stage known at the cutoff, over the whole history of `{forecast_spells}`:
+    finished ones (a change out of an open stage, as `transitions_known_at`, with the stay's days and its
+    next state), and those still going at the cutoff (as `open_deals_at`: not terminal, the CRM record
+    not closed before it; stay_days and to_state null)."""
+    return f"""
+        select business_line, from_stage_id, from_entered_at as stay_start_at, from_stage_days as stay_days,
+            case when is_won then '{WON}' when is_lost then '{LOST}' else stage_id end as to_state
+        from {{forecast_spells}}
+        where from_stage_id is not null and entry_direction != 'reopen' and entered_at < {cutoff}
+        union all
+        select business_line, stage_id, entered_at, null, null
+        from {{forecast_spells}}
+        where entered_at < {cutoff} and (exited_at is null or exited_at >= {cutoff}) and not is_terminal
+            and (crm_closed_at is null or crm_closed_at >= {cutoff})
+    """
+
+
+def age_factors_from_tables(
+    t: Tables,
     line_win: pl.LazyFrame,
-    cutoff_at,
+    cutoff_at: datetime,
     bucket_edges: tuple[float, ...],
     follow_up_days: float,
     prior_strength: float,
-) -> pl.LazyFrame:
+) -> pl.DataFrame:
     """One row per business line x open stage x age bucket: how age in stage scales P(won).
 
     A deal's age bucket is its days in stage over the stage's median completed stay (edges in multiples
@@ -175,52 +214,86 @@ def age_factors(
     line and stage (weighted by stays), shrunk toward 1 (no age effect) with `prior_strength`
     pseudo-stays; bucket 0 is 1 by construction.
 
-    `stays`: business_line, from_stage_id, stay_start_at, stay_days (null while open), to_state.
+    The stays are the whole known history (how stalling deals end is slow to observe): `{forecast_spells}`
+    (AGE_SPELL_COLUMNS) bound in `t`, all of them or those known at the cutoff. DuckDB counts every stay
+    into its buckets (at SF100, 40M spells: a frame of every stay x bucket did not fit in memory), and
+    only the buckets' counts and exact outcome sums come back. The median is Polars' (the mean of the two
+    middle values as lower + (upper - lower) / 2), and the sums are integers, so the figures are the
+    same on every run and over frames or the warehouse.
     `line_win`: business_line, stage_id, win_probability (the line's chain).
     Columns: business_line, stage_id, age_bucket, bucket_start_days, median_stay_days, stays_in_bucket
     (all lines and stages), age_factor.
     """
-    edges = pl.LazyFrame(
+    edges = pl.DataFrame(
         {"age_bucket": list(range(len(bucket_edges) + 1)), "edge": [0.0, *bucket_edges]},
         schema={"age_bucket": pl.Int64, "edge": pl.Float64},
     )
     next_win = pl.concat(
         [
             line_win.select("business_line", pl.col("stage_id").alias("to_state"), "win_probability"),
-            stays.select("business_line")
-            .unique()
-            .join(pl.LazyFrame({"to_state": [WON, LOST], "win_probability": [1.0, 0.0]}), how="cross"),
-        ]
+            pl.LazyFrame({"to_state": [WON, LOST], "win_probability": [1.0, 0.0]}),
+        ],
+        how="diagonal",
     ).rename({"win_probability": "next_win_probability"})
-    medians = (
-        stays.filter(pl.col("stay_days").is_not_null())
-        .group_by("business_line", "from_stage_id")
-        .agg(median_stay_days=pl.col("stay_days").median())
+    t.add("age_edges", edges)
+    t.add("next_win", next_win)
+    cutoff = timestamp_literal(cutoff_at)
+    t.materialize("age_stays", _age_stays_sql(cutoff))
+    t.materialize(
+        "age_medians",
+        """
+        select business_line, from_stage_id, lower_middle + (upper_middle - lower_middle) * 0.5
+            as median_stay_days
+        from (
+            select business_line, from_stage_id, quantile_disc(stay_days, 0.5) as lower_middle,
+                -quantile_disc(-stay_days, 0.5) as upper_middle
+            from {age_stays}
+            where stay_days is not null
+            group by business_line, from_stage_id
+        )
+        """,
     )
-    reached_at = pl.col("stay_start_at") + pl.duration(days=pl.col("bucket_start_days"))
-    bucket_outcomes = (
-        stays.join(medians, on=["business_line", "from_stage_id"], how="inner")
-        .join(next_win, on=["business_line", "to_state"], how="left")
-        .join(edges, how="cross")
-        .with_columns(bucket_start_days=pl.col("edge") * pl.col("median_stay_days"))
-        .filter(
-            (pl.col("stay_days").is_null() | (pl.col("stay_days") >= pl.col("bucket_start_days")))
-            & (reached_at <= pl.lit(cutoff_at) - pl.duration(days=follow_up_days))
+    # A won or lost next state has the same probability on every line (the rows without a line).
+    follow_up = f"cast({float(follow_up_days)!r} as double)"
+    scale = f"cast({PROBABILITY_SCALE!r} as double)"
+    latest_reached = timestamp_literal(cutoff_at - timedelta(days=follow_up_days))
+    bucket_outcomes = t.frame(
+        f"""
+        with reached as (
+            select stays.business_line, stays.from_stage_id, edges.age_bucket,
+                edges.edge * medians.median_stay_days as bucket_start_days, medians.median_stay_days,
+                stays.stay_days, stays.stay_start_at,
+                coalesce(line_next.next_win_probability, closed_next.next_win_probability, 0.0::double)
+                    as next_win
+            from {{age_stays}} as stays
+            inner join {{age_medians}} as medians
+                on stays.business_line = medians.business_line
+                and stays.from_stage_id = medians.from_stage_id
+            left join {{next_win}} as line_next
+                on stays.business_line = line_next.business_line and stays.to_state = line_next.to_state
+            left join (select * from {{next_win}} where business_line is null) as closed_next
+                on stays.to_state = closed_next.to_state
+            cross join {{age_edges}} as edges
         )
-        .sort(pl.all())  # float sums in a fixed order: identical figures on every run
-        .with_columns(
-            outcome=pl.when(pl.col("stay_days") <= pl.col("bucket_start_days") + follow_up_days)
-            .then(pl.col("next_win_probability").fill_null(0.0))
-            .otherwise(0.0)
-        )
-        .group_by("business_line", "from_stage_id", "age_bucket")
-        .agg(
-            bucket_start_days=pl.col("bucket_start_days").first(),
-            median_stay_days=pl.col("median_stay_days").first(),
-            stays_in_bucket=pl.len(),
-            bucket_win_probability=exact_sum(pl.col("outcome"), PROBABILITY_SCALE) / pl.len(),
-        )
+        select business_line, from_stage_id, age_bucket, any_value(bucket_start_days) as bucket_start_days,
+            any_value(median_stay_days) as median_stay_days, count(*) as stays_in_bucket,
+            sum(cast(round_even(
+                case when stay_days <= bucket_start_days + {follow_up} then next_win else 0.0::double end
+                    * {scale},
+                0) as hugeint)) as outcome_units
+        from reached
+        where (stay_days is null or stay_days >= bucket_start_days)
+            and stay_start_at + to_microseconds(cast(trunc(bucket_start_days * 86400000000) as bigint))
+                <= {latest_reached}
+        group by business_line, from_stage_id, age_bucket
+        """
+    ).with_columns(
+        bucket_win_probability=pl.col("outcome_units").cast(pl.Int128)
+        / PROBABILITY_SCALE
+        / pl.col("stays_in_bucket")
     )
+    medians = t.frame("select * from {age_medians}").lazy()
+    bucket_outcomes = bucket_outcomes.lazy()
     base = bucket_outcomes.filter(pl.col("age_bucket") == 0).select(
         "business_line", "from_stage_id", pl.col("bucket_win_probability").alias("base_win_probability")
     )
@@ -244,7 +317,7 @@ def age_factors(
         )
     )
     return (
-        medians.join(edges, how="cross")
+        medians.join(edges.lazy(), how="cross")
         .join(pooled, on="age_bucket", how="left")
         .select(
             "business_line",
@@ -255,4 +328,19 @@ def age_factors(
             pl.col("stays_in_bucket").fill_null(0),
             pl.col("age_factor").fill_null(1.0),
         )
+        .collect()
     )
+
+
+def age_factors(
+    spells: pl.LazyFrame,
+    line_win: pl.LazyFrame,
+    cutoff_at: datetime,
+    bucket_edges: tuple[float, ...],
+    follow_up_days: float,
+    prior_strength: float,
+) -> pl.DataFrame:
+    """`age_factors_from_tables` over a frame of spells (`transforms.forecast.funnel_spells`, all of them or
+    those known at the cutoff)."""
+    with frame_tables({"forecast_spells": spells.select(AGE_SPELL_COLUMNS)}) as t:
+        return age_factors_from_tables(t, line_win, cutoff_at, bucket_edges, follow_up_days, prior_strength)

@@ -11,6 +11,8 @@ import pytest
 
 from orchestration.defs.forecast.assets import (
     build_forecast_assets,
+    live_calibration,
+    live_forecast,
     load_funnel_spells,
     read_amount_history,
     warehouse_fingerprints,
@@ -18,9 +20,10 @@ from orchestration.defs.forecast.assets import (
 from orchestration.defs.forecast.checks import build_forecast_checks
 from orchestration.partitions import daily_extract_partitions
 from orchestration.resources import WarehouseResource
-from transforms.forecast import ForecastSettings, cutoff_for
+from transforms.forecast import ForecastSettings, cutoff_for, forecast_as_of, window_deals_sql
 from transforms.forecast_backtest import backtest_origins, origin_fingerprints
 from transforms.forecast_history import deal_states_at, forecast_changes
+from transforms.sql import tables
 
 
 def _materialize(env, warehouse_path, partition_key: str, selection=None) -> dg.ExecuteInProcessResult:
@@ -256,3 +259,28 @@ def test_backtest_fingerprints_in_the_warehouse_equal_those_of_the_frame_the_for
     over_frame = origin_fingerprints(spells, stages, origins, settings, amounts)
     assert len(origins) >= 18 and in_warehouse["input_fingerprint"].n_unique() == len(origins)
     assert in_warehouse.equals(over_frame)
+
+
+@pytest.mark.parametrize("days_back", [0, 200])
+def test_the_live_forecast_reads_the_window_deals_and_gives_the_forecast_over_every_spell(
+    generated_warehouse, days_back
+):
+    """The live forecast holds in memory only the deals its training window needs, and computes the age
+    factors and segments, which span the whole history, in DuckDB over every spell. Its tables are the
+    forecast over every spell in memory to the last bit, as of the last extract and of a date 200 days
+    earlier (a backfill, whose window is older: deals closed after it but before today are read)."""
+    env, _ = generated_warehouse
+    settings = ForecastSettings()
+    as_of = _last_extract_date(env) - timedelta(days=days_back)
+    with duckdb.connect(str(env.warehouse_path), read_only=True) as conn:
+        spells, stages = load_funnel_spells(conn)
+        calibration = live_calibration(conn, as_of)
+        with tables(conn, {"spells": "intermediate.int_deal_stage_spells"}) as t:
+            window_deals = t.frame(window_deals_sql(cutoff_for(as_of), settings))
+        live = live_forecast(conn, as_of, 2, settings, calibration)
+    every = forecast_as_of(spells, stages, as_of, 2, settings, calibration)
+    all_deals = spells.select(pl.col("deal_id").n_unique()).collect().item()
+    assert 0 < window_deals.height < all_deals  # some deals are left to the age factors alone
+    assert live.periods.equals(every.periods)
+    assert live.deals.equals(every.deals)
+    assert live.deals.height > 100

@@ -43,7 +43,7 @@ from transforms.forecast_calibration import (
     conformal_log_variance,
     widened_values,
 )
-from transforms.forecast_chain import absorption_win_probability, stage_win_probabilities
+from transforms.forecast_chain import absorption_win_probability, age_factors, stage_win_probabilities
 from transforms.forecast_history import deal_states_at, forecast_changes
 from transforms.sql import frame_tables
 
@@ -71,6 +71,60 @@ def test_absorbing_chain_by_hand():
         ]
     )
     assert absorption_win_probability(matrix) == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_days_in_stage_are_the_same_however_the_frame_is_cut():
+    """Polars divides a column by a scalar as a multiplication by its reciprocal, except in a chunk of
+    one row, where it divides: a day count must not depend on that. (The live forecast, which reads
+    fewer deals, and the recomputation over every spell once gave one deal's days one bit apart.)"""
+    cutoff = datetime(2026, 11, 27)
+    n = 1000
+    spells = pl.DataFrame(
+        {
+            "deal_id": [f"D{i}" for i in range(n)],
+            "entered_at": [datetime(2025, 12, 21, 4, 39, 27) - timedelta(minutes=7 * i) for i in range(n)],
+            "exited_at": [None] * n,
+            "is_terminal": [False] * n,
+            "crm_closed_at": [None] * n,
+        },
+        schema_overrides={"exited_at": pl.Datetime("us"), "crm_closed_at": pl.Datetime("us")},
+    )
+    together = open_deals_at(spells.lazy(), cutoff).collect().get_column("days_in_stage")
+    picked = range(0, n, 37)
+    alone = [open_deals_at(spells.slice(i, 1).lazy(), cutoff).collect()["days_in_stage"][0] for i in picked]
+    assert alone == together.gather(list(picked)).to_list()
+
+
+def test_age_factor_medians_are_polars_medians():
+    """The age factors count stays into buckets in DuckDB; the stage's median stay is still Polars' (the
+    two middle stays as lower + (upper - lower) / 2), which DuckDB's median can miss by a bit: for stays
+    of 0.05, 0.1, 0.7 and 2 days it gives 0.39999999999999997, Polars 0.4."""
+    days = [0.05, 0.1, 0.7, 2.0]
+    start = datetime(2025, 1, 6)
+    spells = pl.DataFrame(
+        {
+            "business_line": ["L"] * 4,
+            "segment": ["s"] * 4,
+            "from_stage_id": ["a"] * 4,
+            "stage_id": ["b"] * 4,
+            "is_won": [False] * 4,
+            "is_lost": [False] * 4,
+            "is_terminal": [False] * 4,
+            "entered_at": [start + timedelta(days=d) for d in days],
+            "exited_at": [None] * 4,
+            "entry_direction": ["forward"] * 4,
+            "from_entered_at": [start] * 4,
+            "from_stage_days": days,
+            "crm_closed_at": [None] * 4,
+        },
+        schema_overrides={"exited_at": pl.Datetime("us"), "crm_closed_at": pl.Datetime("us")},
+    )
+    line_win = pl.LazyFrame({"business_line": ["L"], "stage_id": ["b"], "win_probability": [0.5]})
+    age = age_factors(spells.lazy(), line_win, datetime(2026, 1, 1), (1.0, 2.0), 180.0, 10.0)
+    assert pl.Series(days).median() == 0.4
+    assert age.get_column("median_stay_days").unique().to_list() == [0.4]
+    # Bucket 0 holds all four stays; bucket 1 (from the median) the two longer ones.
+    assert dict(zip(age["age_bucket"], age["stays_in_bucket"], strict=True)) == {0: 4, 1: 2, 2: 1}
 
 
 def _transitions(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """Forecast assets: the live forecast, its backtest, and the kept history of every run's forecast."""
 
 import uuid
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -11,13 +12,16 @@ from orchestration.defs.forecast import descriptions as d
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms.forecast import (
+    DAYS_PER_US,
     DEAL_COLUMNS,
     SPELL_COLUMNS,
     SPELL_ORDER,
+    ForecastResult,
     ForecastSettings,
     cutoff_for,
     forecast_as_of,
     funnel_spells,
+    window_deals_sql,
 )
 from transforms.forecast_backtest import (
     AMOUNT_COLUMNS,
@@ -139,6 +143,39 @@ def warehouse_fingerprints(
         return origin_fingerprints_from_tables(t, stages, origins, settings, with_amounts=True)
 
 
+HISTORY_SPELLS_SQL = f"""
+    select deals.business_line, deals.segment, spells.from_stage_id, spells.stage_id, spells.is_won,
+        spells.is_lost, spells.is_terminal, spells.entered_at, spells.exited_at, spells.entry_direction,
+        spells.from_entered_at, deals.crm_closed_at,
+        cast(epoch_us(spells.entered_at) - epoch_us(spells.from_entered_at) as double) * {DAYS_PER_US!r}
+            as from_stage_days
+    from {{spells}} as spells
+    inner join {{fingerprint_deals}} as deals on spells.deal_id = deals.deal_id
+"""
+"""`{forecast_spells}` over the warehouse: what the age factors read of every spell
+(`transforms.forecast_chain.AGE_SPELL_COLUMNS`), as `funnel_spells` gives it (the deal's line and
+segment, its CRM close, the days of the stay before)."""
+
+
+def live_forecast(
+    conn: duckdb.DuckDBPyConnection,
+    as_of: date,
+    horizon_quarters: int,
+    settings: ForecastSettings,
+    calibration: dict[int, float],
+) -> ForecastResult:
+    """The live forecast as of `as_of`, reading into memory only the spells of the deals its training
+    window needs (`window_deals_sql`); the age factors and segments, which span the whole history, are
+    computed in DuckDB over every spell. The same figures as `forecast_as_of` over every spell (the
+    weekly `forecast_reproducible` check recomputes it that way and compares)."""
+    with tables(conn, FINGERPRINT_SOURCES) as t:
+        deal_ids = t.frame(window_deals_sql(cutoff_for(as_of), settings))
+        spells, stages = load_funnel_spells(conn, deal_ids)
+        t.define("fingerprint_deals", FINGERPRINT_DEALS_SQL)
+        t.define("forecast_spells", HISTORY_SPELLS_SQL)
+        return forecast_as_of(spells, stages, as_of, horizon_quarters, settings, calibration, history=t)
+
+
 def read_amount_history(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """The deals' amount history, so the backtest values a deal at an origin by its amount then (the
     transforms take the amounts as floats)."""
@@ -231,11 +268,8 @@ def build_forecast_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         stage spells, deals, clients and stage catalogue, the range calibrated by the backtest."""
         as_of = partition_as_of(context)
         with warehouse.connect() as conn:
-            spells, stages = load_funnel_spells(conn)
             calibration = live_calibration(conn, as_of)
-            result = forecast_as_of(
-                spells, stages, as_of, config.horizon_quarters, config.settings(), calibration
-            )
+            result = live_forecast(conn, as_of, config.horizon_quarters, config.settings(), calibration)
             replace_table(
                 conn,
                 "marts",

@@ -95,6 +95,8 @@ def build_forecast_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         name=FORECAST_REPRODUCIBLE.name,
         description="Recomputing the forecast from the same inputs, as of the date it was written for, gives "
         "exactly the written table (seeded simulation): two runs on the same data give the same forecast. "
+        "It recomputes over every spell held in memory, so it also checks that the live asset, which "
+        "reads only the training window's deals, gives the same tables. "
         "Weekly (job forecast_audit), not daily: it costs as much as the forecast. Run it with the "
         "forecast settings the daily job used (both schedules use the defaults).",
         pool=WRITER_POOL,
