@@ -18,3 +18,19 @@ def exact_sum(expr: pl.Expr, scale: float) -> pl.Expr:
     The integers are 128-bit: at a scale of 1e12 a sum reaches 1.7e26 before it could overflow, far beyond
     any count, hours or amount here. Probabilities use 1e12, money cents (100)."""
     return (expr * scale).round().cast(pl.Int128).sum() / scale
+
+
+def exact_sum_sql(expr: str, scale: float, where: str | None = None) -> str:
+    """SQL twin of `exact_sum`: the sum of `expr` (over the rows `where` holds) rounded to 1/scale, as a
+    DOUBLE, the same on every run whatever order DuckDB's threads combine their parts in (a sum or avg of
+    doubles, even `fsum`'s, is not). Null over no non-null value, as `sum`. Rounding is half to even, as
+    Polars'."""
+    only = f" filter (where {where})" if where else ""
+    factor = f"cast({float(scale)!r} as double)"
+    return f"(cast(sum(cast(round_even({expr} * {factor}, 0) as hugeint)){only} as double) / {factor})"
+
+
+def exact_avg_sql(expr: str, scale: float, where: str | None = None) -> str:
+    """SQL: the mean of the non-null `expr` (over the rows `where` holds), from `exact_sum_sql`."""
+    only = f" filter (where {where})" if where else ""
+    return f"({exact_sum_sql(expr, scale, where)} / count({expr}){only})"

@@ -39,9 +39,17 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from transforms.exact import exact_avg_sql, exact_sum, exact_sum_sql
 from transforms.sql import Tables, end_of_day_literal, frame_tables
 
 ALL = "(all)"
+MONEY_SCALE = 1e4
+"""Money sums are exact to 1/10,000 (`transforms.exact`): the amounts are DECIMAL(18,4) in `dim_deals`, so
+their sums are those of the source's digits, the same on every run."""
+DAY_SCALE = 1e12
+"""Sums of days are exact to 1e-12 day (`transforms.exact`)."""
+SHARE_SCALE = 1e12
+"""Sums of shares and probabilities are exact to 1e-12."""
 """Label of the total rows (all business lines, all segments)."""
 UNKNOWN_SEGMENT = "unknown"
 GRAINS = ("month", "quarter")
@@ -391,7 +399,7 @@ def _time_in_stage(t: Tables) -> pl.LazyFrame:
             select period_grain, period_start, {labels}, stage_id,
                 count(*) as completed_spell_count,
                 quantile_cont(from_stage_days, [0.5, 0.8]) as quantiles,
-                avg(from_stage_days) as time_in_stage_mean_days
+                {exact_avg_sql("from_stage_days", DAY_SCALE)} as time_in_stage_mean_days
             from (
                 select '{grain}' as period_grain,
                     cast(date_trunc('{grain}', events.changed_at) as date) as period_start,
@@ -456,7 +464,7 @@ def _stage_fill(t: Tables, calendar: pl.LazyFrame) -> pl.LazyFrame:
         f"""
         select period_grain, period_start, {labels}, stage_id,
             count(*) as open_deal_count,
-            fsum(amount_reporting) as open_amount_reporting,
+            {exact_sum_sql("amount_reporting", MONEY_SCALE)} as open_amount_reporting,
             count(*) filter (
                 where date_diff('day', cast(entered_at as date), fill_date) > sla_days
             ) as sla_breach_count
@@ -501,9 +509,9 @@ def _deal_figures(t: Tables) -> pl.LazyFrame:
         select period_grain, period_start, {labels},
             count(*) filter (where is_won) as won_count,
             count(*) filter (where not is_won) as lost_count,
-            fsum(amount_reporting) filter (where is_won) as won_amount_reporting,
-            fsum(amount_reporting) filter (where not is_won) as lost_amount_reporting,
-            avg(amount_reporting) filter (where is_won) as average_won_deal_reporting,
+            {exact_sum_sql("amount_reporting", MONEY_SCALE, "is_won")} as won_amount_reporting,
+            {exact_sum_sql("amount_reporting", MONEY_SCALE, "not is_won")} as lost_amount_reporting,
+            {exact_avg_sql("amount_reporting", MONEY_SCALE, "is_won")} as average_won_deal_reporting,
             median(cycle_days) as sales_cycle_median_days,
             quantile_cont(cycle_days, 0.8) as sales_cycle_p80_days
         from (
@@ -704,7 +712,7 @@ def _cohort_counts(t: Tables, cohort_deals: str) -> pl.LazyFrame:
             count(*) filter (where outcome = 'won') as won_count,
             count(*) filter (where outcome = 'lost') as lost_count,
             count(*) filter (where outcome = 'open') as open_count,
-            fsum(amount_reporting) filter (where outcome = 'won') as won_amount_reporting
+            {exact_sum_sql("amount_reporting", MONEY_SCALE, "outcome = 'won'")} as won_amount_reporting
         from ({cohort_deals})
         {group_by}
         """
@@ -748,10 +756,12 @@ def _aalen_johansen(t: Tables, cohort_deals: str) -> pl.LazyFrame:
         .filter(pl.col("time_days") <= pl.col("horizon_days"))
         .group_by(_COHORT_GROUP)
         .agg(
-            won_share_estimated=(pl.col("survival_before") * pl.col("won_events") / pl.col("at_risk")).sum(),
-            lost_share_estimated=(
-                pl.col("survival_before") * pl.col("lost_events") / pl.col("at_risk")
-            ).sum(),
+            won_share_estimated=exact_sum(
+                pl.col("survival_before") * pl.col("won_events") / pl.col("at_risk"), SHARE_SCALE
+            ),
+            lost_share_estimated=exact_sum(
+                pl.col("survival_before") * pl.col("lost_events") / pl.col("at_risk"), SHARE_SCALE
+            ),
         )
     )
 

@@ -33,7 +33,10 @@ from datetime import date
 import polars as pl
 from scipy import stats
 
+from transforms.exact import exact_avg_sql, exact_sum, exact_sum_sql
 from transforms.funnel import (
+    MONEY_SCALE,
+    SHARE_SCALE,
     chained_conversions,
     days_sql,
     funnel_stages,
@@ -44,6 +47,8 @@ from transforms.funnel import (
 from transforms.sql import Tables, date_literal, frame_tables
 
 _DAYS_PER_MONTH = 365.25 / 12
+EXPECTED_MONEY_SCALE = 1e6
+"""Expected amounts (amount x probability) are summed exactly to 1e-6 (`transforms.exact`)."""
 
 
 @dataclass(frozen=True)
@@ -166,12 +171,14 @@ def _average_won_deal(t: Tables, universe: pl.LazyFrame, since: date, settings: 
     segment = t.frame(
         f"""
         select business_line, segment,
-            fsum(amount_reporting) as won_amount, count(amount_reporting) as won_with_amount
+            {exact_sum_sql("amount_reporting", MONEY_SCALE)} as won_amount,
+            count(amount_reporting) as won_with_amount
         from ({won}) group by business_line, segment
         """
     ).lazy()
     line = t.frame(
-        f"select business_line, avg(amount_reporting) as line_average from ({won}) group by business_line"
+        f"select business_line, {exact_avg_sql('amount_reporting', MONEY_SCALE)} as line_average "
+        f"from ({won}) group by business_line"
     ).lazy()
     k = settings.amount_prior_deals
     return (
@@ -299,17 +306,17 @@ def lead_requirements_from_tables(
         .filter(pl.col("expected_close_date").is_between(pl.col("period_start"), pl.col("period_end")))
         .group_by("period_start", "business_line", "segment")
         .agg(
-            pipeline_expected_amount_reporting=pl.col("expected_amount").sum(),
-            pipeline_expected_won_deals=pl.col("conversion_to_won").sum(),
+            pipeline_expected_amount_reporting=exact_sum(pl.col("expected_amount"), EXPECTED_MONEY_SCALE),
+            pipeline_expected_won_deals=exact_sum(pl.col("conversion_to_won"), SHARE_SCALE),
         )
     )
     t.add("periods", periods.collect())
     won_so_far = t.frame(
-        """
+        f"""
         select periods.period_start, outcomes.business_line, outcomes.segment,
-            fsum(outcomes.amount_reporting) as won_so_far_reporting
-        from {outcomes} as outcomes
-        inner join {periods} as periods
+            {exact_sum_sql("outcomes.amount_reporting", MONEY_SCALE)} as won_so_far_reporting
+        from {{outcomes}} as outcomes
+        inner join {{periods}} as periods
             on cast(outcomes.won_at as date) between periods.period_start and periods.period_end
         where outcomes.status = 'won'
         group by periods.period_start, outcomes.business_line, outcomes.segment

@@ -35,7 +35,9 @@ import numpy as np
 import polars as pl
 from scipy import optimize, stats
 
+from transforms.exact import exact_sum
 from transforms.funnel import line_segment_pairs, line_segment_universe, materialize_deal_facts
+from transforms.lead_requirements import EXPECTED_MONEY_SCALE
 from transforms.sql import Tables, date_literal, frame_tables
 
 
@@ -190,7 +192,9 @@ def segment_focus_from_tables(
         )
         .rename({"recent_inflow_per_month": "current_inflow_per_month"})
         .with_columns(
-            gap_per_month=pl.col("remaining_gap_reporting").sum().over("business_line")
+            gap_per_month=exact_sum(pl.col("remaining_gap_reporting"), EXPECTED_MONEY_SCALE).over(
+                "business_line"
+            )
             / pl.col("period_months").max().over("business_line")
         )
         .join(_warning_counts(t, as_of, settings), on=["business_line", "segment"], how="left")
