@@ -48,8 +48,8 @@ MONEY_SCALE = 1e4
 their sums are those of the source's digits, the same on every run."""
 DAY_SCALE = 1e12
 """Sums of days are exact to 1e-12 day (`transforms.exact`)."""
-SHARE_SCALE = 1e12
-"""Sums of shares and probabilities are exact to 1e-12."""
+SHARE_SCALE = 1e15
+"""Sums of shares and probabilities (at most 1 each) are exact to 1e-15."""
 """Label of the total rows (all business lines, all segments)."""
 UNKNOWN_SEGMENT = "unknown"
 GRAINS = ("month", "quarter")
