@@ -20,14 +20,22 @@ def exact_sum(expr: pl.Expr, scale: float) -> pl.Expr:
     return (expr * scale).round().cast(pl.Int128).sum() / scale
 
 
+def _factor(scale: float) -> str:
+    return f"cast({float(scale)!r} as double)"
+
+
+def exact_units_sql(expr: str, scale: float, where: str | None = None) -> str:
+    """SQL: the sum of `expr` (over the rows `where` holds) in units of 1/scale, each value rounded half
+    to even (as Polars' `round`): a HUGEINT, exact in any order."""
+    only = f" filter (where {where})" if where else ""
+    return f"sum(cast(round_even({expr} * {_factor(scale)}, 0) as hugeint)){only}"
+
+
 def exact_sum_sql(expr: str, scale: float, where: str | None = None) -> str:
     """SQL twin of `exact_sum`: the sum of `expr` (over the rows `where` holds) rounded to 1/scale, as a
     DOUBLE, the same on every run whatever order DuckDB's threads combine their parts in (a sum or avg of
-    doubles, even `fsum`'s, is not). Null over no non-null value, as `sum`. Rounding is half to even, as
-    Polars'."""
-    only = f" filter (where {where})" if where else ""
-    factor = f"cast({float(scale)!r} as double)"
-    return f"(cast(sum(cast(round_even({expr} * {factor}, 0) as hugeint)){only} as double) / {factor})"
+    doubles, even `fsum`'s, is not). Null over no non-null value, as `sum`."""
+    return f"(cast({exact_units_sql(expr, scale, where)} as double) / {_factor(scale)})"
 
 
 def exact_avg_sql(expr: str, scale: float, where: str | None = None) -> str:

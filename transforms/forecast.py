@@ -200,6 +200,22 @@ def funnel_spells(
     return joined if spells_sorted else joined.sort(SPELL_ORDER)
 
 
+FORECAST_SPELLS_SQL = f"""
+    select deals.business_line, deals.segment, spells.from_stage_id, spells.stage_id, spells.is_won,
+        spells.is_lost, spells.is_terminal, spells.entered_at, spells.exited_at, spells.entry_direction,
+        spells.from_entered_at, deals.crm_closed_at,
+        cast(epoch_us(spells.entered_at) - epoch_us(spells.from_entered_at) as double) * {DAYS_PER_US!r}
+            as from_stage_days
+    from {{spells}} as spells
+    inner join {{forecast_deals}} as deals on spells.deal_id = deals.deal_id
+"""
+"""`funnel_spells` in SQL, for `{forecast_spells}` over the warehouse: what the age factors read of
+every spell (`transforms.forecast_chain.AGE_SPELL_COLUMNS`). `{spells}` is int_deal_stage_spells,
+`{forecast_deals}` one row per deal with its line, segment (a deal without a client's in UNKNOWN_SEGMENT)
+and CRM close (`transforms.forecast_backtest.FINGERPRINT_DEALS_SQL`); the deals the inner join leaves
+out are those `funnel_spells` leaves out."""
+
+
 def window_deals_sql(cutoff_at: datetime, settings: ForecastSettings) -> str:
     """SQL over `{spells}` (int_deal_stage_spells): the deals the forecast at `cutoff_at` reads beyond its
     age factors and segments (`learn_funnel_model` with `history`): those with a spell entered in the

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from transforms.exact import exact_sum
+from transforms.exact import exact_sum, exact_units_sql
 from transforms.sql import Tables, frame_tables, timestamp_literal
 
 WON, LOST = "won", "lost"
@@ -255,7 +255,7 @@ def age_factors_from_tables(
     )
     # A won or lost next state has the same probability on every line (the rows without a line).
     follow_up = f"cast({float(follow_up_days)!r} as double)"
-    scale = f"cast({PROBABILITY_SCALE!r} as double)"
+    outcome = f"case when stay_days <= bucket_start_days + {follow_up} then next_win else 0.0::double end"
     latest_reached = timestamp_literal(cutoff_at - timedelta(days=follow_up_days))
     bucket_outcomes = t.frame(
         f"""
@@ -277,10 +277,7 @@ def age_factors_from_tables(
         )
         select business_line, from_stage_id, age_bucket, any_value(bucket_start_days) as bucket_start_days,
             any_value(median_stay_days) as median_stay_days, count(*) as stays_in_bucket,
-            sum(cast(round_even(
-                case when stay_days <= bucket_start_days + {follow_up} then next_win else 0.0::double end
-                    * {scale},
-                0) as hugeint)) as outcome_units
+            {exact_units_sql(outcome, PROBABILITY_SCALE)} as outcome_units
         from reached
         where (stay_days is null or stay_days >= bucket_start_days)
             and stay_start_at + to_microseconds(cast(trunc(bucket_start_days * 86400000000) as bigint))

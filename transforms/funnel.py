@@ -43,9 +43,9 @@ from transforms.exact import exact_avg_sql, exact_sum, exact_sum_sql
 from transforms.sql import Tables, end_of_day_literal, frame_tables
 
 ALL = "(all)"
-MONEY_SCALE = 1e4
-"""Money sums are exact to 1/10,000 (`transforms.exact`): the amounts are DECIMAL(18,4) in `dim_deals`, so
-their sums are those of the source's digits, the same on every run."""
+AMOUNT_SCALE = 1e4
+"""Sums of deal amounts are exact to 1/10,000 (`transforms.exact`): the amounts are DECIMAL(18,4) in
+`dim_deals`, so their sums are those of the source's digits, the same on every run."""
 DAY_SCALE = 1e12
 """Sums of days are exact to 1e-12 day (`transforms.exact`)."""
 SHARE_SCALE = 1e15
@@ -464,7 +464,7 @@ def _stage_fill(t: Tables, calendar: pl.LazyFrame) -> pl.LazyFrame:
         f"""
         select period_grain, period_start, {labels}, stage_id,
             count(*) as open_deal_count,
-            {exact_sum_sql("amount_reporting", MONEY_SCALE)} as open_amount_reporting,
+            {exact_sum_sql("amount_reporting", AMOUNT_SCALE)} as open_amount_reporting,
             count(*) filter (
                 where date_diff('day', cast(entered_at as date), fill_date) > sla_days
             ) as sla_breach_count
@@ -509,9 +509,9 @@ def _deal_figures(t: Tables) -> pl.LazyFrame:
         select period_grain, period_start, {labels},
             count(*) filter (where is_won) as won_count,
             count(*) filter (where not is_won) as lost_count,
-            {exact_sum_sql("amount_reporting", MONEY_SCALE, "is_won")} as won_amount_reporting,
-            {exact_sum_sql("amount_reporting", MONEY_SCALE, "not is_won")} as lost_amount_reporting,
-            {exact_avg_sql("amount_reporting", MONEY_SCALE, "is_won")} as average_won_deal_reporting,
+            {exact_sum_sql("amount_reporting", AMOUNT_SCALE, "is_won")} as won_amount_reporting,
+            {exact_sum_sql("amount_reporting", AMOUNT_SCALE, "not is_won")} as lost_amount_reporting,
+            {exact_avg_sql("amount_reporting", AMOUNT_SCALE, "is_won")} as average_won_deal_reporting,
             median(cycle_days) as sales_cycle_median_days,
             quantile_cont(cycle_days, 0.8) as sales_cycle_p80_days
         from (
@@ -712,7 +712,7 @@ def _cohort_counts(t: Tables, cohort_deals: str) -> pl.LazyFrame:
             count(*) filter (where outcome = 'won') as won_count,
             count(*) filter (where outcome = 'lost') as lost_count,
             count(*) filter (where outcome = 'open') as open_count,
-            {exact_sum_sql("amount_reporting", MONEY_SCALE, "outcome = 'won'")} as won_amount_reporting
+            {exact_sum_sql("amount_reporting", AMOUNT_SCALE, "outcome = 'won'")} as won_amount_reporting
         from ({cohort_deals})
         {group_by}
         """

@@ -35,7 +35,7 @@ from scipy import stats
 
 from transforms.exact import exact_avg_sql, exact_sum, exact_sum_sql
 from transforms.funnel import (
-    MONEY_SCALE,
+    AMOUNT_SCALE,
     SHARE_SCALE,
     chained_conversions,
     days_sql,
@@ -171,13 +171,13 @@ def _average_won_deal(t: Tables, universe: pl.LazyFrame, since: date, settings: 
     segment = t.frame(
         f"""
         select business_line, segment,
-            {exact_sum_sql("amount_reporting", MONEY_SCALE)} as won_amount,
+            {exact_sum_sql("amount_reporting", AMOUNT_SCALE)} as won_amount,
             count(amount_reporting) as won_with_amount
         from ({won}) group by business_line, segment
         """
     ).lazy()
     line = t.frame(
-        f"select business_line, {exact_avg_sql('amount_reporting', MONEY_SCALE)} as line_average "
+        f"select business_line, {exact_avg_sql('amount_reporting', AMOUNT_SCALE)} as line_average "
         f"from ({won}) group by business_line"
     ).lazy()
     k = settings.amount_prior_deals
@@ -314,7 +314,7 @@ def lead_requirements_from_tables(
     won_so_far = t.frame(
         f"""
         select periods.period_start, outcomes.business_line, outcomes.segment,
-            {exact_sum_sql("outcomes.amount_reporting", MONEY_SCALE)} as won_so_far_reporting
+            {exact_sum_sql("outcomes.amount_reporting", AMOUNT_SCALE)} as won_so_far_reporting
         from {{outcomes}} as outcomes
         inner join {{periods}} as periods
             on cast(outcomes.won_at as date) between periods.period_start and periods.period_end

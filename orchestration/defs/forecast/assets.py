@@ -12,8 +12,8 @@ from orchestration.defs.forecast import descriptions as d
 from orchestration.partitions import WRITER_POOL, partition_as_of
 from orchestration.resources import WarehouseResource
 from transforms.forecast import (
-    DAYS_PER_US,
     DEAL_COLUMNS,
+    FORECAST_SPELLS_SQL,
     SPELL_COLUMNS,
     SPELL_ORDER,
     ForecastResult,
@@ -143,20 +143,6 @@ def warehouse_fingerprints(
         return origin_fingerprints_from_tables(t, stages, origins, settings, with_amounts=True)
 
 
-HISTORY_SPELLS_SQL = f"""
-    select deals.business_line, deals.segment, spells.from_stage_id, spells.stage_id, spells.is_won,
-        spells.is_lost, spells.is_terminal, spells.entered_at, spells.exited_at, spells.entry_direction,
-        spells.from_entered_at, deals.crm_closed_at,
-        cast(epoch_us(spells.entered_at) - epoch_us(spells.from_entered_at) as double) * {DAYS_PER_US!r}
-            as from_stage_days
-    from {{spells}} as spells
-    inner join {{fingerprint_deals}} as deals on spells.deal_id = deals.deal_id
-"""
-"""`{forecast_spells}` over the warehouse: what the age factors read of every spell
-(`transforms.forecast_chain.AGE_SPELL_COLUMNS`), as `funnel_spells` gives it (the deal's line and
-segment, its CRM close, the days of the stay before)."""
-
-
 def live_forecast(
     conn: duckdb.DuckDBPyConnection,
     as_of: date,
@@ -171,8 +157,8 @@ def live_forecast(
     with tables(conn, FINGERPRINT_SOURCES) as t:
         deal_ids = t.frame(window_deals_sql(cutoff_for(as_of), settings))
         spells, stages = load_funnel_spells(conn, deal_ids)
-        t.define("fingerprint_deals", FINGERPRINT_DEALS_SQL)
-        t.define("forecast_spells", HISTORY_SPELLS_SQL)
+        t.define("forecast_deals", FINGERPRINT_DEALS_SQL)
+        t.define("forecast_spells", FORECAST_SPELLS_SQL)
         return forecast_as_of(spells, stages, as_of, horizon_quarters, settings, calibration, history=t)
 
 
